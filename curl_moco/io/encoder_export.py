@@ -1,0 +1,57 @@
+"""Exchange format for pretrained encoders: the pretraining path writes it, the agent reads it.
+
+An exported encoder is a checkpoint of kind ``"encoder"`` whose config describes the
+architecture (``arch``, ``in_channels``, ``image_size``, ``feature_dim``, ...) and whose payload is
+``{"state_dict": ...}``. Neither side imports the other; this file is the contract.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from curl_moco.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+ENCODER_KIND = "encoder"
+
+
+def save_encoder_state(path: str | os.PathLike, encoder: nn.Module,
+                       arch_config: dict[str, Any]) -> Path:
+    """Write ``encoder``'s parameters and buffers (on the CPU) with its architecture config."""
+    if "arch" not in arch_config:
+        raise ValueError("arch_config must name the architecture under 'arch'")
+    state = {key: value.detach().cpu() for key, value in encoder.state_dict().items()}
+    return save_checkpoint(path, {"state_dict": state}, kind=ENCODER_KIND, config=arch_config)
+
+
+def load_encoder_state(path: str | os.PathLike,
+                       expected: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The exported state dict, after checking every key of ``expected`` against the file's config.
+
+    Raises :class:`CheckpointError` naming the first mismatch, e.g.
+    ``encoder was pretrained with in_channels=3, the agent needs in_channels=9``.
+    """
+    loaded = load_checkpoint(path, kind=ENCODER_KIND)
+    saved = loaded["config"]
+    for key, want in expected.items():
+        have = saved.get(key)
+        if have != want:
+            raise CheckpointError(
+                f"{path}: encoder was pretrained with {key}={have!r}, "
+                f"this model needs {key}={want!r}")
+    return loaded["payload"]["state_dict"]
+
+
+def load_encoder_into(module: nn.Module, path: str | os.PathLike,
+                      expected: dict[str, Any]) -> None:
+    """Load an exported encoder into ``module`` with ``strict=True``; mismatched tensors are refused
+    with the key names."""
+    state = load_encoder_state(path, expected)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: encoder weights do not fit this model: {error}") from error

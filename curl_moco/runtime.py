@@ -1,0 +1,83 @@
+"""Device selection, seeding and RNG state capture shared by every entry point."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger("curl_moco")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Return the torch device for ``name``: "auto" (CUDA when available, else CPU), "cpu",
+    "cuda" or "cuda:N". Asking for CUDA on a machine without it is an error, not a fallback."""
+    name = name.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={name!r} was requested but CUDA is not available on this machine; "
+                "use --device cpu or --device auto"
+            )
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+        return device
+    raise ValueError(f"device={name!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _numpy_state_to_plain(state: tuple) -> dict[str, Any]:
+    """NumPy's legacy RNG state with its key array as a tensor, so that checkpoints hold only
+    tensors and Python primitives (loadable with ``torch.load(weights_only=True)``)."""
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from_plain(state: dict[str, Any]) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return (state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Snapshot of every global random generator, for checkpoints (tensors and primitives only)."""
+    state: dict[str, Any] = {
+        "python": list(random.getstate()),
+        "numpy": _numpy_state_to_plain(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`; CUDA states are restored when present and usable."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(_numpy_state_from_plain(state["numpy"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            log.warning("checkpoint holds %d CUDA RNG states, %d devices visible: not restored",
+                        len(cuda_states), torch.cuda.device_count())
+

@@ -1,0 +1,90 @@
+"""Logger resume semantics, config parsing/presets, mp4 writing, device resolution."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from curl_moco.io.config import knob, parse_config, save_config
+from curl_moco.io.logger import Logger, read_csv
+from curl_moco.io.video import count_video_frames, write_video
+from curl_moco.runtime import resolve_device
+
+
+def test_logger_writes_rows_and_tensorboard(tmp_path):
+    with Logger(tmp_path) as logger:
+        logger.log("train", 10, {"loss": torch.tensor(0.5), "alpha": 0.1})
+        logger.log("train", 20, {"loss": 0.25, "alpha": 0.1, "new_metric": 3})
+    rows = read_csv(tmp_path / "train.csv")
+    assert [row["step"] for row in rows] == ["10", "20"]
+    assert float(rows[0]["loss"]) == 0.5 and rows[0]["new_metric"] == ""
+    assert rows[1]["new_metric"] == "3"
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+
+
+def test_logger_resume_drops_rows_after_checkpoint_step(tmp_path):
+    with Logger(tmp_path, tensorboard=False) as logger:
+        for step in (10, 20, 30, 40):
+            logger.log("train", step, {"loss": step / 10})
+        logger.log("eval", 20, {"return": 1.0})
+        logger.log("eval", 40, {"return": 2.0})
+    with Logger(tmp_path, resume_step=20, tensorboard=False) as logger:
+        logger.log("train", 30, {"loss": 9.0})
+    train = read_csv(tmp_path / "train.csv")
+    assert [(r["step"], r["loss"]) for r in train] == [("10", "1.0"), ("20", "2.0"), ("30", "9.0")]
+    assert [r["step"] for r in read_csv(tmp_path / "eval.csv")] == ["20"]
+
+
+@dataclasses.dataclass
+class ToyConfig:
+    task: str = knob("cartpole-swingup", "task name")
+    lr: float = knob(1e-3, "learning rate")
+    batch_size: int = knob(128, "batch size")
+    queue_size: int | None = knob(None, "queue size")
+    use_queue: bool = knob(False, "use a queue")
+    crop: tuple[int, ...] = knob((84, 84), "crop")
+
+
+PRESETS = {"cheetah": {"task": "cheetah-run", "lr": 2e-4}}
+
+
+def test_config_defaults_presets_and_overrides(tmp_path):
+    assert parse_config(ToyConfig, []) == ToyConfig()
+    cfg = parse_config(ToyConfig, ["--preset", "cheetah", "--batch-size", "32", "--use-queue",
+                                   "--queue-size", "64", "--crop", "64", "64"], PRESETS)
+    assert (cfg.task, cfg.lr, cfg.batch_size, cfg.use_queue) == ("cheetah-run", 2e-4, 32, True)
+    assert cfg.queue_size == 64 and cfg.crop == (64, 64)
+    explicit = parse_config(ToyConfig, ["--preset", "cheetah", "--lr", "0.5"], PRESETS)
+    assert explicit.lr == 0.5
+    path = save_config(cfg, tmp_path / "config.json")
+    assert json.loads(path.read_text())["batch_size"] == 32
+    assert parse_config(ToyConfig, ["--config", str(path)]) == cfg
+
+
+def test_unknown_preset_lists_valid_ones():
+    with pytest.raises(KeyError, match="unknown preset='nope'.*cheetah"):
+        parse_config(ToyConfig, ["--preset", "nope"], PRESETS)
+
+
+def test_write_video_is_readable_with_all_frames(tmp_path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (65, 63, 3), dtype=np.uint8) for _ in range(12)]
+    path = write_video(tmp_path / "eval.mp4", frames, fps=10)
+    assert path.stat().st_size > 0
+    assert count_video_frames(path) == 12
+    with pytest.raises(ValueError, match="no frames"):
+        write_video(tmp_path / "empty.mp4", [])
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
