@@ -1,0 +1,261 @@
+"""Image encoders shared by CURL (RL from pixels) and MoCo (pretraining).
+
+- :class:`PixelEncoder`: CURL's small conv encoder for frame stacks, ``(B, C, H, W) -> (B, F)``.
+- :class:`ResNetBackbone`: torchvision ResNet-18/50 without the classifier, ``(B, C, H, W) ->
+  (B, 512 | 2048)``.
+- :class:`ProjectionHead`: linear or MLP head mapping features to the contrastive space.
+- :func:`make_backbone`: build any backbone from a name in :data:`BACKBONES`.
+
+Every backbone exposes ``out_dim``. ``uint8`` input is divided by 255 inside the encoder, so
+images can stay ``uint8`` until they reach the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+BACKBONES: tuple[str, ...] = ("pixel", "resnet18", "resnet50")
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "tanh")
+HEAD_KINDS: tuple[str, ...] = ("linear", "mlp", "mlp_bn")
+
+
+def _uint8_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """``uint8`` images -> float in [0, 1]; any other dtype is returned unchanged."""
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x
+
+
+def conv_output_size(image_size: int, num_layers: int) -> int:
+    """Spatial side of :class:`PixelEncoder`'s last conv map (3x3 convs, no padding).
+
+    First conv has stride 2, the others stride 1: ``(S - 3) // 2 + 1 - 2 * (num_layers - 1)``,
+    e.g. 84 -> 35 and 100 -> 43 with 4 layers.
+    """
+    return (image_size - 3) // 2 + 1 - 2 * (num_layers - 1)
+
+
+class PixelEncoder(nn.Module):
+    """CURL's pixel encoder: ``(B, C, S, S)`` uint8 or float [0, 1] -> ``(B, feature_dim)``.
+
+    Conv 3x3 stride 2, then ``num_layers - 1`` convs 3x3 stride 1 (``num_filters`` channels, ReLU
+    after each, no padding) -> flatten ``(B, conv_out_dim)`` -> Linear -> LayerNorm
+    (-> tanh if ``output_activation="tanh"``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        feature_dim: int = 50,
+        num_layers: int = 4,
+        num_filters: int = 32,
+        output_activation: str = "none",
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("feature_dim", feature_dim),
+            ("num_layers", num_layers),
+            ("num_filters", num_filters),
+        ):
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
+        side = conv_output_size(image_size, num_layers)
+        if side < 1:
+            raise ValueError(
+                f"image_size={image_size} is too small for num_layers={num_layers} "
+                f"(need image_size >= {2 * (2 * num_layers - 1) + 1})"
+            )
+        if output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(
+                f"output_activation={output_activation!r} is not one of {OUTPUT_ACTIVATIONS}"
+            )
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.feature_dim = feature_dim
+        self.out_dim = feature_dim
+        self.num_layers = num_layers
+        self.num_filters = num_filters
+        self.output_activation = output_activation
+        self.conv_out_dim = num_filters * side * side
+
+        convs = [nn.Conv2d(in_channels, num_filters, 3, stride=2)]
+        convs += [nn.Conv2d(num_filters, num_filters, 3, stride=1) for _ in range(num_layers - 1)]
+        self.convs = nn.ModuleList(convs)
+        self.fc = nn.Linear(self.conv_out_dim, feature_dim)
+        self.ln = nn.LayerNorm(feature_dim)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected input (B, in_channels={self.in_channels}, {self.image_size}, "
+                f"{self.image_size}), got shape {tuple(x.shape)}"
+            )
+        if x.shape[-2] != self.image_size or x.shape[-1] != self.image_size:
+            raise ValueError(
+                f"input is {x.shape[-2]}x{x.shape[-1]} but the encoder was built for "
+                f"image_size={self.image_size}"
+            )
+
+    def forward_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, S, S)`` uint8 or float [0, 1] -> flat conv features ``(B, conv_out_dim)``."""
+        self._check_input(x)
+        h = _uint8_to_unit(x)
+        for conv in self.convs:
+            h = torch.relu(conv(h))
+        return h.flatten(1)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Conv features ``(B, conv_out_dim)`` -> Linear -> LayerNorm ``(B, feature_dim)``."""
+        out = self.ln(self.fc(h))
+        return torch.tanh(out) if self.output_activation == "tanh" else out
+
+    def forward(self, x: torch.Tensor, detach_conv: bool = False) -> torch.Tensor:
+        """``(B, C, S, S)`` -> ``(B, feature_dim)``; ``detach_conv`` stops gradients into convs."""
+        h = self.forward_conv(x)
+        if detach_conv:
+            h = h.detach()
+        return self.head(h)
+
+    def tie_conv_weights_to(self, other: PixelEncoder) -> None:
+        """Share ``other``'s conv Parameter objects (weights and biases), as CURL's actor does
+        with the critic's encoder. The Linear/LayerNorm head stays separate."""
+        if not isinstance(other, PixelEncoder):
+            raise TypeError(f"other must be a PixelEncoder, got {type(other).__name__}")
+        if len(other.convs) != len(self.convs):
+            raise ValueError(
+                f"num_layers={self.num_layers} differs from other's num_layers={other.num_layers}"
+            )
+        for mine, theirs in zip(self.convs, other.convs):
+            if mine.weight.shape != theirs.weight.shape:
+                raise ValueError(
+                    f"conv weight shapes differ: {tuple(mine.weight.shape)} vs "
+                    f"{tuple(theirs.weight.shape)} (check in_channels and num_filters)"
+                )
+            mine.weight = theirs.weight
+            mine.bias = theirs.bias
+
+
+_RESNETS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50}
+
+
+class ResNetBackbone(nn.Module):
+    """torchvision ResNet-18/50 (random init) without ``fc``: ``(B, C, H, W) -> (B, out_dim)``.
+
+    ``out_dim`` is 512 (resnet18) or 2048 (resnet50). ``uint8`` input is divided by 255; float
+    input is assumed already normalised (e.g. by ``MocoAugment``).
+    Submodules carry torchvision's names, so ``state_dict()`` keys equal torchvision's minus
+    ``fc.*``. ``in_channels != 3`` replaces ``conv1``; ``small_input=True`` uses a 3x3 stride-1
+    ``conv1`` and no max-pool (CIFAR-style, for 32-84 px images). Works with channels_last input.
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        in_channels: int = 3,
+        small_input: bool = False,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if arch not in _RESNETS:
+            raise KeyError(f"unknown ResNet arch={arch!r}; valid: {sorted(_RESNETS)}")
+        if in_channels < 1:
+            raise ValueError(f"in_channels={in_channels} must be >= 1")
+        net = _RESNETS[arch](weights=None, zero_init_residual=zero_init_residual)
+        if small_input:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        elif in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        if small_input or in_channels != 3:
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.arch = arch
+        self.in_channels = in_channels
+        self.small_input = small_input
+        self.out_dim: int = net.fc.in_features
+        self.conv1 = net.conv1
+        self.bn1 = net.bn1
+        self.relu = net.relu
+        self.maxpool = net.maxpool
+        self.layer1 = net.layer1
+        self.layer2 = net.layer2
+        self.layer3 = net.layer3
+        self.layer4 = net.layer4
+        self.avgpool = net.avgpool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H, W)`` -> pooled features ``(B, out_dim)``."""
+        x = _uint8_to_unit(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+    def torchvision_state_dict(self) -> dict[str, torch.Tensor]:
+        """State dict loadable with ``strict=True`` into ``torchvision.models.<arch>()`` whose
+        ``fc`` is ``nn.Identity()`` (with matching conv1/maxpool if modified)."""
+        return dict(self.state_dict())
+
+
+class ProjectionHead(nn.Module):
+    """Projection ``(B, in_dim) -> (B, out_dim)``.
+
+    kind ``"linear"``: one Linear (MoCo v1). ``"mlp"``: Linear-ReLU-Linear (MoCo v2).
+    ``"mlp_bn"``: Linear-BatchNorm1d-ReLU-Linear. ``hidden_dim`` defaults to ``in_dim``.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, kind: str = "linear", hidden_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        if kind not in HEAD_KINDS:
+            raise ValueError(f"kind={kind!r} is not one of {HEAD_KINDS}")
+        for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
+        hidden = in_dim if hidden_dim is None else hidden_dim
+        if hidden < 1:
+            raise ValueError(f"hidden_dim={hidden_dim} must be >= 1")
+        self.in_dim = in_dim
+        self.out_dim = out_dim
+        self.kind = kind
+        if kind == "linear":
+            self.net: nn.Module = nn.Linear(in_dim, out_dim)
+        elif kind == "mlp":
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
+            )
+        else:
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden, bias=False),
+                nn.BatchNorm1d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(hidden, out_dim),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_dim)`` -> ``(B, out_dim)``."""
+        return self.net(x)
+
+
+def make_backbone(
+    name: str,
+    *,
+    in_channels: int = 3,
+    image_size: int = 84,
+    feature_dim: int = 50,
+    **kw: Any,
+) -> nn.Module:
+    """Build a backbone by name (one of :data:`BACKBONES`); the result has ``.out_dim``.
+
+    ``"pixel"`` -> :class:`PixelEncoder` (uses ``image_size`` and ``feature_dim``);
+    ``"resnet18"``/``"resnet50"`` -> :class:`ResNetBackbone` (ignores both; ``out_dim`` is fixed).
+    Extra keyword arguments go to the constructor (e.g. ``num_layers``, ``small_input``).
+    """
+    if name == "pixel":
+        return PixelEncoder(in_channels, image_size, feature_dim, **kw)
+    if name in _RESNETS:
+        return ResNetBackbone(name, in_channels=in_channels, **kw)
+    raise KeyError(f"unknown backbone name={name!r}; valid names: {', '.join(BACKBONES)}")
