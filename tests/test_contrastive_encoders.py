@@ -208,3 +208,23 @@ def test_make_backbone() -> None:
     for name in BACKBONES:
         assert name in str(info.value)
     assert "vgg16" in str(info.value)
+
+
+def test_pixel_encoder_curl_init_is_delta_orthogonal():
+    torch.manual_seed(0)
+    enc = PixelEncoder(9, 84, feature_dim=50, num_filters=32)
+    first, second = enc.convs[0].weight, enc.convs[1].weight
+    # All kernel taps but the centre are zero; the centre matrix is orthogonal (ReLU gain).
+    mask = torch.ones(3, 3, dtype=torch.bool)
+    mask[1, 1] = False
+    assert first[:, :, mask].abs().max() == 0 and second[:, :, mask].abs().max() == 0
+    centre = second[:, :, 1, 1]
+    gain = torch.nn.init.calculate_gain("relu")
+    torch.testing.assert_close(centre @ centre.T, gain**2 * torch.eye(32), atol=1e-5, rtol=0)
+    assert all(conv.bias.abs().max() == 0 for conv in enc.convs)
+    w = enc.fc.weight  # (50, conv_out_dim): orthonormal rows
+    torch.testing.assert_close(w @ w.T, torch.eye(50), atol=1e-4, rtol=0)
+    default = PixelEncoder(9, 84, init="torch")
+    assert default.convs[1].weight[:, :, mask].abs().max() > 0
+    with pytest.raises(ValueError, match="init='nope'"):
+        PixelEncoder(9, 84, init="nope")

@@ -17,6 +17,7 @@ from curl_moco.contrastive.encoders import (
     ProjectionHead,
     ResNetBackbone,
     conv_output_size,
+    curl_init_,
     make_backbone,
 )
 from curl_moco.contrastive.losses import (
@@ -43,6 +44,7 @@ __all__ = [
     "ResNetBackbone",
     "center_crop",
     "conv_output_size",
+    "curl_init_",
     "crop_at",
     "ema_update",
     "gather_from_all_ranks",

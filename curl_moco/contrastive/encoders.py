@@ -20,6 +20,7 @@ from torch import nn
 
 BACKBONES: tuple[str, ...] = ("pixel", "resnet18", "resnet50")
 OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "tanh")
+PIXEL_INITS: tuple[str, ...] = ("curl", "torch")
 HEAD_KINDS: tuple[str, ...] = ("linear", "mlp", "mlp_bn")
 
 
@@ -37,12 +38,32 @@ def conv_output_size(image_size: int, num_layers: int) -> int:
     return (image_size - 3) // 2 + 1 - 2 * (num_layers - 1)
 
 
+@torch.no_grad()
+def curl_init_(module: nn.Module) -> None:
+    """CURL's (and SAC-AE's) initialisation, in place: Linear weights orthogonal; 3x3 convs
+    delta-orthogonal (zero kernel but an orthogonal matrix at its centre, ReLU gain); zero biases.
+    LayerNorm keeps its (1, 0) affine parameters."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            m.weight.zero_()
+            centre_h, centre_w = m.weight.shape[2] // 2, m.weight.shape[3] // 2
+            nn.init.orthogonal_(m.weight[:, :, centre_h, centre_w],
+                                gain=nn.init.calculate_gain("relu"))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class PixelEncoder(nn.Module):
     """CURL's pixel encoder: ``(B, C, S, S)`` uint8 or float [0, 1] -> ``(B, feature_dim)``.
 
     Conv 3x3 stride 2, then ``num_layers - 1`` convs 3x3 stride 1 (``num_filters`` channels, ReLU
     after each, no padding) -> flatten ``(B, conv_out_dim)`` -> Linear -> LayerNorm
-    (-> tanh if ``output_activation="tanh"``).
+    (-> tanh if ``output_activation="tanh"``). ``init="curl"`` (default) initialises the weights as
+    CURL does (:func:`curl_init_`); ``init="torch"`` keeps PyTorch's default initialisation.
     """
 
     def __init__(
@@ -53,8 +74,11 @@ class PixelEncoder(nn.Module):
         num_layers: int = 4,
         num_filters: int = 32,
         output_activation: str = "none",
+        init: str = "curl",
     ) -> None:
         super().__init__()
+        if init not in PIXEL_INITS:
+            raise ValueError(f"init={init!r} is not one of {PIXEL_INITS}")
         for name, value in (
             ("in_channels", in_channels),
             ("feature_dim", feature_dim),
@@ -87,6 +111,8 @@ class PixelEncoder(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.fc = nn.Linear(self.conv_out_dim, feature_dim)
         self.ln = nn.LayerNorm(feature_dim)
+        if init == "curl":
+            curl_init_(self)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

@@ -1,0 +1,211 @@
+"""Configuration of CURL-SAC training runs: one dataclass, CURL's per-task values, validation.
+
+Units: every step count of the trainer (``steps``, ``seed_steps``, ``eval_every``,
+``checkpoint_every``, ``episode_length``) is in **environment steps** = agent steps x action
+repeat, as in the CURL paper ("100k steps" = 100,000 environment steps = 12,500 agent steps on
+cartpole with action repeat 8). Fields left at ``None`` take CURL's value for the task
+(:func:`resolve_config`); the resolved values are what ``config.json`` records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curl_moco.contrastive.encoders import conv_output_size
+from curl_moco.io.config import knob
+
+#: CURL's per-task learning rate and batch size (paper appendix and official scripts); the
+#: action repeats live in ``envs.registry.CURL_ACTION_REPEAT``.
+CURL_TASK_LR: dict[str, float] = {"cheetah-run": 2e-4}
+CURL_TASK_BATCH: dict[str, int] = {"cartpole-swingup": 128}
+CURL_LR, CURL_BATCH = 1e-3, 512
+#: CURL's script collects ``init_steps=1000`` *agent* steps of uniform random actions.
+CURL_SEED_AGENT_STEPS = 1000
+
+#: Fields that may change when a run is resumed (the rest must equal the checkpoint's).
+RESUMABLE_CHANGES = frozenset({
+    "steps", "device", "run_dir", "progress", "checkpoint_every", "save_replay", "eval_every",
+    "eval_episodes", "video", "video_size", "video_fps", "tensorboard", "resume", "init_encoder",
+    "stop_after", "threads",
+})
+
+
+@dataclass
+class CurlSacConfig:
+    """CURL-SAC from pixels on a DeepMind Control task (defaults = CURL paper)."""
+
+    # ---- task and observations
+    task: str = knob("cartpole-swingup", "dm_control task, 'domain-task' (python -m "
+                     "envs.registry lists them)")
+    action_repeat: int | None = knob(None, "environment steps per agent step; None = CURL's "
+                                     "value for the task (cartpole 8, walker 2, ...)")
+    image_size: int = knob(100, "rendered observation size in pixels (H = W)")
+    crop_size: int = knob(84, "random crop (training) / centre crop (acting) size")
+    frame_stack: int = knob(3, "frames stacked along channels")
+    camera_id: int | None = knob(None, "camera; None = the domain's default")
+    episode_length: int | None = knob(None, "environment steps per episode (shortens the "
+                                      "task's time limit); None = the task's own (1000)")
+    # ---- schedule (environment steps)
+    steps: int = knob(100_000, "training length in environment steps")
+    seed_steps: int | None = knob(None, "environment steps of uniform random actions before "
+                                  "updates start; None = 1000 agent steps x action_repeat "
+                                  "(CURL's init_steps)")
+    updates_per_step: int = knob(1, "gradient updates per agent step once seeding is over")
+    replay_capacity: int = knob(100_000, "replay buffer size in frames (~transitions)")
+    save_replay: bool = knob(True, "store the replay buffer in checkpoints (exact resume)")
+    batch_size: int | None = knob(None, "batch size; None = CURL's (512, cartpole 128)")
+    seed: int = knob(1, "random seed (networks, exploration, environments)")
+    # ---- SAC
+    lr: float | None = knob(None, "Adam lr of critic, actor, encoder and W; None = CURL's "
+                            "(1e-3, cheetah 2e-4)")
+    alpha_lr: float = knob(1e-4, "temperature Adam learning rate")
+    alpha_beta: float = knob(0.5, "temperature Adam beta1")
+    init_temperature: float = knob(0.1, "initial SAC temperature alpha")
+    discount: float = knob(0.99, "discount factor gamma")
+    critic_tau: float = knob(0.01, "target Q heads EMA weight")
+    encoder_tau: float = knob(0.05, "key / target encoder EMA weight")
+    actor_update_freq: int = knob(2, "actor and alpha update every N updates")
+    target_update_freq: int = knob(2, "target networks EMA every N updates")
+    hidden_dim: int = knob(1024, "width of actor and critic MLPs")
+    feature_dim: int = knob(50, "encoder output size")
+    num_layers: int = knob(4, "encoder conv layers")
+    num_filters: int = knob(32, "encoder conv channels")
+    actor_log_std_min: float = knob(-10.0, "lower bound of the policy log std")
+    actor_log_std_max: float = knob(2.0, "upper bound of the policy log std")
+    # ---- CURL auxiliary loss
+    curl_update_freq: int = knob(1, "CURL loss every N updates")
+    curl_latent_dim: int | None = knob(None, "contrastive space size; None/0 = feature_dim "
+                                       "(CURL), else a linear projection feature_dim -> this")
+    similarity: str = knob("bilinear", "CURL logits: 'bilinear' (q^T W k, CURL) or 'cosine' "
+                           "(with curl_temperature)", choices=("bilinear", "cosine"))
+    curl_temperature: float = knob(1.0, "logit temperature (CURL: 1 with bilinear; ~0.1 "
+                                   "suits cosine)")
+    queue_size: int = knob(0, "MoCo queue of extra negatives (0 = off, CURL); needs "
+                           "similarity='cosine' and a multiple of batch_size")
+    init_encoder: str | None = knob(None, "initialise the encoder from a pretrained encoder "
+                                    "file exported by the pretraining path")
+    # ---- evaluation, logging, checkpoints
+    eval_every: int = knob(10_000, "evaluate every N environment steps (and at the end)")
+    eval_episodes: int = knob(10, "episodes per evaluation (deterministic policy, centre "
+                              "crop)")
+    video: bool = knob(True, "write an mp4 of the first episode of every evaluation")
+    video_size: int = knob(256, "video frame size in pixels")
+    video_fps: int | None = knob(None, "video frames per second; None = real time "
+                                 "(1 / (control timestep x action_repeat))")
+    checkpoint_every: int = knob(20_000, "checkpoint every N environment steps (at episode "
+                                 "ends) and at the end")
+    name: str = knob("curl", "run name (presets set their own), part of the default run_dir")
+    run_dir: str | None = knob(None, "output folder; None = runs/<name>/<task>/seed<seed>")
+    resume: bool = knob(True, "continue from run_dir's checkpoint when it holds one")
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N")
+    threads: int | None = knob(None, "CPU threads used by torch; None = torch's default")
+    tensorboard: bool = knob(True, "write TensorBoard scalars")
+    progress: bool = knob(True, "show a progress bar")
+    stop_after: int | None = knob(None, "stop (as if killed) after the first checkpoint at or "
+                                  "beyond N environment steps; for testing resume")
+
+
+def task_defaults(task: str) -> dict[str, Any]:
+    """CURL's task-dependent values: ``action_repeat``, ``lr``, ``batch_size``."""
+    from envs.registry import default_action_repeat
+
+    return {"action_repeat": default_action_repeat(task),
+            "lr": CURL_TASK_LR.get(task, CURL_LR),
+            "batch_size": CURL_TASK_BATCH.get(task, CURL_BATCH)}
+
+
+def resolve_config(cfg: CurlSacConfig) -> CurlSacConfig:
+    """A copy with every ``None`` that means "CURL's value" filled in (after :func:`validate`
+    of the task name). ``curl_latent_dim=0`` becomes ``None``."""
+    values = dataclasses.asdict(cfg)
+    defaults = task_defaults(cfg.task)
+    for key, value in defaults.items():
+        if values[key] is None:
+            values[key] = value
+    if values["seed_steps"] is None:
+        values["seed_steps"] = CURL_SEED_AGENT_STEPS * values["action_repeat"]
+    if not values["curl_latent_dim"]:
+        values["curl_latent_dim"] = None
+    if values["run_dir"] is None:
+        values["run_dir"] = str(Path("runs") / cfg.name / cfg.task / f"seed{cfg.seed}")
+    return CurlSacConfig(**values)
+
+
+def _positive(cfg: CurlSacConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name}={value} must be positive")
+
+
+def validate(cfg: CurlSacConfig) -> CurlSacConfig:
+    """Check every setting before any work; returns the resolved config.
+
+    Raises ``KeyError`` for an unknown task and ``ValueError`` naming the setting otherwise.
+    """
+    from envs.registry import parse_task
+
+    parse_task(cfg.task)  # KeyError with close matches
+    _positive(cfg, "action_repeat", "image_size", "crop_size", "frame_stack", "episode_length",
+              "steps", "updates_per_step", "replay_capacity", "batch_size", "lr", "alpha_lr",
+              "init_temperature", "actor_update_freq", "target_update_freq", "hidden_dim",
+              "feature_dim", "num_layers", "num_filters", "curl_update_freq",
+              "curl_temperature", "eval_every", "eval_episodes", "video_size", "video_fps",
+              "checkpoint_every", "stop_after", "threads")
+    for name in ("seed_steps", "queue_size"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise ValueError(f"{name}={value} must be >= 0")
+    if cfg.curl_latent_dim is not None and cfg.curl_latent_dim < 0:
+        raise ValueError(f"curl_latent_dim={cfg.curl_latent_dim} must be >= 0")
+    for name in ("discount", "critic_tau", "encoder_tau", "alpha_beta"):
+        value = getattr(cfg, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value} must be in [0, 1]")
+    if not cfg.actor_log_std_min < cfg.actor_log_std_max:
+        raise ValueError(f"actor_log_std_min={cfg.actor_log_std_min} must be < "
+                         f"actor_log_std_max={cfg.actor_log_std_max}")
+    if cfg.similarity not in ("bilinear", "cosine"):
+        raise ValueError(f"similarity={cfg.similarity!r} must be 'bilinear' or 'cosine'")
+    if not cfg.name or any(c in cfg.name for c in "/\\"):
+        raise ValueError(f"name={cfg.name!r} must be a non-empty folder name")
+    if cfg.crop_size > cfg.image_size:
+        raise ValueError(f"crop_size={cfg.crop_size} is larger than image_size={cfg.image_size}")
+    if conv_output_size(cfg.crop_size, cfg.num_layers) < 1:
+        raise ValueError(f"crop_size={cfg.crop_size} is too small for num_layers="
+                         f"{cfg.num_layers} conv layers")
+
+    cfg = resolve_config(cfg)
+    if cfg.episode_length is not None and cfg.episode_length % cfg.action_repeat:
+        raise ValueError(f"episode_length={cfg.episode_length} must be a multiple of "
+                         f"action_repeat={cfg.action_repeat}")
+    if cfg.steps < cfg.action_repeat:
+        raise ValueError(f"steps={cfg.steps} is less than one agent step "
+                         f"(action_repeat={cfg.action_repeat})")
+    # The first update happens after seed_steps environment steps; the buffer then holds that
+    # many transitions (at least one agent step's worth), capped by its capacity.
+    first_update_transitions = min(max(math.ceil(cfg.seed_steps / cfg.action_repeat), 1),
+                                   cfg.replay_capacity - cfg.frame_stack)
+    if cfg.batch_size > first_update_transitions:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} is larger than the {first_update_transitions} "
+            f"transitions the replay buffer holds at the first update (seed_steps="
+            f"{cfg.seed_steps} environment steps / action_repeat={cfg.action_repeat}, "
+            f"replay_capacity={cfg.replay_capacity}); raise seed_steps or lower batch_size")
+    if cfg.replay_capacity < cfg.frame_stack + 1:
+        raise ValueError(f"replay_capacity={cfg.replay_capacity} must be at least frame_stack "
+                         f"+ 1 = {cfg.frame_stack + 1}")
+    if cfg.queue_size:
+        if cfg.similarity != "cosine":
+            raise ValueError(f"queue_size={cfg.queue_size} needs similarity='cosine' (the "
+                             "queue holds L2-normalised keys)")
+        from curl_moco.contrastive.queue import KeyQueue
+
+        KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
+    if cfg.init_encoder is not None and not Path(cfg.init_encoder).is_file():
+        raise ValueError(f"init_encoder={cfg.init_encoder!r}: no such file")
+    return cfg

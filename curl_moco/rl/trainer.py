@@ -1,0 +1,433 @@
+"""CURL-SAC training loop: collect -> update -> evaluate (+ video) -> log -> checkpoint.
+
+Step counting: ``env_steps`` counts **environment steps** (agent steps x action repeat) and is
+the ``step`` column of every log. Each agent step: act (uniform random while ``env_steps <
+seed_steps``, else a policy sample), step the environment, store the transition, then, once
+seeding is over, ``updates_per_step`` gradient updates.
+
+Periodic work happens at episode ends: a train row per episode, an evaluation when
+``eval_every`` environment steps have passed, a checkpoint when ``checkpoint_every`` have passed.
+Checkpoints are taken only between episodes, and every training episode ``i`` is reset with a
+seed derived from ``(seed, i)``, so a resumed run continues *exactly* like an uninterrupted one
+on the CPU: the checkpoint holds the agent (networks, optimisers, its generator), the replay
+buffer (and its generator), the counters, the exploration generator and the global RNG states.
+Evaluation uses its own environment, seeds and a deterministic policy, so it never changes the
+training trajectory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from curl_moco.io.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    latest_checkpoint,
+    load_checkpoint,
+    read_header,
+    save_checkpoint,
+)
+from curl_moco.io.config import config_to_dict, save_config
+from curl_moco.io.encoder_export import load_encoder_into
+from curl_moco.io.logger import Logger
+from curl_moco.io.video import write_video
+from curl_moco.rl.agent import CurlSacAgent
+from curl_moco.rl.config import RESUMABLE_CHANGES, CurlSacConfig, validate
+from curl_moco.rl.replay import ReplayBuffer
+from curl_moco.runtime import capture_rng_state, resolve_device, restore_rng_state, seed_everything
+
+log = logging.getLogger("curl_moco.rl")
+
+CHECKPOINT_KIND = "curl_sac"
+CONFIG_NAME = "config.json"
+#: Streams of seeds derived from the run's seed (numpy SeedSequence spawn keys).
+_TRAIN_EPISODE, _EVAL_EPISODE, _EXPLORE, _REPLAY, _AGENT = range(5)
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A 31-bit seed for stream ``keys`` of run ``seed`` (independent streams, reproducible)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
+
+
+def identity_keys(cfg: CurlSacConfig) -> list[str]:
+    """Config fields that must match for a run directory to be continued (task first)."""
+    names = [f.name for f in dataclasses.fields(cfg) if f.name not in RESUMABLE_CHANGES]
+    return ["task"] + [n for n in names if n != "task"]
+
+
+@dataclass
+class EvalResult:
+    """Returns of one evaluation and the path of its video (if written)."""
+
+    env_steps: int
+    returns: list[float]
+    video: Path | None = None
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run produced."""
+
+    run_dir: Path
+    env_steps: int
+    checkpoint: Path | None
+    config_path: Path
+    csv_paths: list[Path] = field(default_factory=list)
+    tensorboard_dir: Path | None = None
+    last_eval: EvalResult | None = None
+    resumed_from: int | None = None
+    stopped_early: bool = False
+    wall_s: float = 0.0
+
+
+class Trainer:
+    """Runs one CURL-SAC training run described by a :class:`CurlSacConfig`.
+
+    The constructor validates everything that can be checked without work (settings, device,
+    run directory); :meth:`setup` builds environments, agent, buffer and logger and restores a
+    checkpoint; :meth:`run` does both and trains.
+    """
+
+    def __init__(self, cfg: CurlSacConfig) -> None:
+        self.cfg = validate(cfg)
+        self.device = resolve_device(self.cfg.device)
+        if self.cfg.threads is not None:
+            torch.set_num_threads(self.cfg.threads)
+        self.run_dir = Path(self.cfg.run_dir)
+        self.checkpoint_path: Path | None = None
+        self._check_run_dir()
+        self.env = self.eval_env = None
+        self.agent: CurlSacAgent | None = None
+        self.replay: ReplayBuffer | None = None
+        self.logger: Logger | None = None
+        self.env_steps = self.agent_steps = self.episode = 0
+        self.next_eval_at = self.cfg.eval_every
+        self.next_checkpoint_at = self.cfg.checkpoint_every
+        self.num_evals = 0
+        self.last_eval: EvalResult | None = None
+        self.resumed_from: int | None = None
+        self.explore_generator = torch.Generator()
+
+    # ------------------------------------------------------------------ run directory
+    def _check_run_dir(self) -> None:
+        """Refuse a run directory that holds another run (or any run when resume is off)."""
+        cfg = self.cfg
+        current = config_to_dict(cfg)
+        keys = identity_keys(cfg)
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is not None:
+            if not cfg.resume:
+                raise ValueError(f"run_dir={str(self.run_dir)!r} already holds a run with a "
+                                 "checkpoint; use another --run-dir, delete it, or drop "
+                                 "--no-resume to continue it")
+            header = read_header(ckpt)  # CheckpointError for a foreign or damaged file
+            if header["kind"] != CHECKPOINT_KIND:
+                raise CheckpointError(f"{ckpt} is a {header['kind']!r} checkpoint, not a "
+                                      f"{CHECKPOINT_KIND!r} training run")
+            check_compatible(header["config"], current, keys,
+                             what=f"run_dir={str(self.run_dir)!r} holds a run that")
+            self.checkpoint_path = ckpt
+            return
+        config_file = self.run_dir / CONFIG_NAME
+        if config_file.is_file():
+            import json
+
+            try:
+                saved = json.loads(config_file.read_text())
+            except json.JSONDecodeError as error:
+                raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
+            check_compatible(saved, current, keys,
+                             what=f"run_dir={str(self.run_dir)!r} holds a run that")
+
+    # ------------------------------------------------------------------ construction
+    def _make_env(self, seed: int, render_size: int):
+        from envs.registry import make_env
+
+        cfg = self.cfg
+        kwargs: dict[str, Any] = dict(image_size=cfg.image_size, frame_stack=cfg.frame_stack,
+                                      action_repeat=cfg.action_repeat, seed=seed,
+                                      camera_id=cfg.camera_id, render_size=render_size,
+                                      min_image_size=cfg.crop_size)
+        env = make_env(cfg.task, **kwargs)
+        if cfg.episode_length is not None:
+            # dm_control ends an episode after time_limit / control_timestep control steps;
+            # half a step of margin makes the float division land on episode_length exactly.
+            timestep = env.unwrapped.control_timestep
+            env.close()
+            limit = (cfg.episode_length - 0.5) * timestep
+            env = make_env(cfg.task, task_kwargs={"time_limit": limit}, **kwargs)
+        return env
+
+    def setup(self) -> None:
+        """Build environments, agent, replay buffer and logger; restore the checkpoint if any."""
+        cfg = self.cfg
+        loaded = None
+        if self.checkpoint_path is not None:  # validate the file before building anything
+            loaded = load_checkpoint(self.checkpoint_path, kind=CHECKPOINT_KIND,
+                                     map_location="cpu")
+            check_compatible(loaded["config"], config_to_dict(cfg), identity_keys(cfg),
+                             what=f"checkpoint {self.checkpoint_path}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        seed_everything(cfg.seed)
+        self.env = self._make_env(derived_seed(cfg.seed, _TRAIN_EPISODE, 0), cfg.image_size)
+        self.eval_env = self._make_env(derived_seed(cfg.seed, _EVAL_EPISODE, 0), cfg.video_size)
+        action_dim = int(np.prod(self.env.action_space.shape))
+        obs_shape = self.env.observation_space.shape  # (3k, H, W)
+        self.agent = CurlSacAgent(
+            obs_shape[0], cfg.crop_size, action_dim, feature_dim=cfg.feature_dim,
+            hidden_dim=cfg.hidden_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters,
+            lr=cfg.lr, alpha_lr=cfg.alpha_lr, alpha_beta=cfg.alpha_beta,
+            init_temperature=cfg.init_temperature, discount=cfg.discount,
+            critic_tau=cfg.critic_tau, encoder_tau=cfg.encoder_tau,
+            actor_update_freq=cfg.actor_update_freq, target_update_freq=cfg.target_update_freq,
+            curl_update_freq=cfg.curl_update_freq, curl_latent_dim=cfg.curl_latent_dim,
+            similarity=cfg.similarity, curl_temperature=cfg.curl_temperature,
+            queue_size=cfg.queue_size, actor_log_std_min=cfg.actor_log_std_min,
+            actor_log_std_max=cfg.actor_log_std_max, device=self.device,
+            seed=derived_seed(cfg.seed, _AGENT))
+        frame_shape = (obs_shape[0] // cfg.frame_stack, *obs_shape[1:])
+        self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, cfg.frame_stack, action_dim,
+                                   device=self.device, seed=derived_seed(cfg.seed, _REPLAY))
+        self.explore_generator.manual_seed(derived_seed(cfg.seed, _EXPLORE))
+
+        if loaded is not None:
+            self._restore(loaded)
+        elif cfg.init_encoder is not None:
+            load_encoder_into(self.agent.critic.encoder, cfg.init_encoder,
+                              self.agent.encoder_arch())
+            self.agent.encoder_loaded()
+            log.info("encoder initialised from %s", cfg.init_encoder)
+
+        stale = self.resumed_from is None and any(self.run_dir.glob("*.csv"))
+        resume_step = self.resumed_from if self.resumed_from is not None else (
+            -1 if stale else None)
+        self.logger = Logger(self.run_dir, resume_step=resume_step, tensorboard=cfg.tensorboard)
+        save_config(cfg, self.run_dir / CONFIG_NAME)
+
+    def _restore(self, loaded: dict[str, Any]) -> None:
+        path = self.checkpoint_path
+        payload = loaded["payload"]
+        try:
+            self.agent.load_checkpoint_state(payload["agent"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise CheckpointError(f"{path}: agent state does not fit this model: {error}") \
+                from error
+        state = payload["trainer"]
+        if payload.get("replay") is not None:
+            try:
+                self.replay.load_state_dict(payload["replay"])
+            except (ValueError, KeyError, RuntimeError) as error:
+                raise CheckpointError(f"{path}: replay buffer does not fit: {error}") from error
+        else:
+            log.warning("checkpoint has no replay buffer (save_replay was off): refilling it "
+                        "before updates resume; the run will not match an uninterrupted one")
+        self.env_steps, self.agent_steps = int(state["env_steps"]), int(state["agent_steps"])
+        self.episode, self.num_evals = int(state["episode"]), int(state["num_evals"])
+        self.next_eval_at = int(state["next_eval_at"])
+        self.next_checkpoint_at = int(state["next_checkpoint_at"])
+        self.explore_generator.set_state(state["explore_generator"])
+        if state.get("last_eval") is not None:
+            ev = state["last_eval"]
+            self.last_eval = EvalResult(int(ev["env_steps"]), list(ev["returns"]),
+                                        Path(ev["video"]) if ev["video"] else None)
+        restore_rng_state(payload["rng"])
+        self.resumed_from = self.env_steps
+        # Periodic events already passed by a run that now has other intervals:
+        self.next_eval_at = max(self.next_eval_at, self.env_steps + 1)
+        self.next_checkpoint_at = max(self.next_checkpoint_at, self.env_steps + 1)
+        log.info("resumed from %s at %d environment steps", path, self.env_steps)
+
+    def save(self) -> Path:
+        """Atomically write the run's checkpoint (``run_dir/checkpoint.pt``)."""
+        cfg = self.cfg
+        ev = self.last_eval
+        payload = {
+            "agent": self.agent.checkpoint_state(),
+            "replay": self.replay.state_dict() if cfg.save_replay else None,
+            "trainer": {
+                "env_steps": self.env_steps, "agent_steps": self.agent_steps,
+                "episode": self.episode, "num_evals": self.num_evals,
+                "next_eval_at": self.next_eval_at,
+                "next_checkpoint_at": self.next_checkpoint_at,
+                "explore_generator": self.explore_generator.get_state(),
+                "last_eval": None if ev is None else {
+                    "env_steps": ev.env_steps, "returns": [float(r) for r in ev.returns],
+                    "video": str(ev.video) if ev.video else None},
+            },
+            "rng": capture_rng_state(),
+        }
+        from curl_moco.io.checkpoint import CHECKPOINT_NAME
+
+        path = save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload, kind=CHECKPOINT_KIND,
+                               config=config_to_dict(cfg))
+        self.checkpoint_path = path
+        return path
+
+    def close(self) -> None:
+        for env in (self.env, self.eval_env):
+            if env is not None:
+                env.close()
+        self.env = self.eval_env = None
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> EvalResult:
+        """``eval_episodes`` episodes with the deterministic policy (centre crop); the first is
+        recorded as ``videos/eval_<env_steps>.mp4`` (one frame per agent step plus the reset
+        frame, rendered at ``video_size``)."""
+        cfg = self.cfg
+        returns: list[float] = []
+        frames: list[np.ndarray] = []
+        for i in range(cfg.eval_episodes):
+            record = cfg.video and i == 0
+            obs, _ = self.eval_env.reset(
+                seed=derived_seed(cfg.seed, _EVAL_EPISODE, self.num_evals, i))
+            if record:
+                frames.append(self.eval_env.render())
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = self.eval_env.step(
+                    self.agent.act(obs, deterministic=True))
+                total += float(reward)
+                done = terminated or truncated
+                if record:
+                    frames.append(self.eval_env.render())
+            returns.append(total)
+        video = None
+        if frames:
+            fps = cfg.video_fps or self.eval_env.unwrapped.metadata.get("render_fps", 30)
+            video = write_video(self.run_dir / "videos" / f"eval_{self.env_steps}.mp4", frames,
+                                fps=int(fps))
+        self.num_evals += 1
+        result = EvalResult(self.env_steps, returns, video)
+        self.logger.log("eval", self.env_steps, {
+            "episode_reward": result.mean, "episode_reward_std": result.std,
+            "episode_reward_min": float(np.min(returns)),
+            "episode_reward_max": float(np.max(returns)), "episodes": len(returns)})
+        self.last_eval = result
+        log.info("eval at %d steps: return %.1f +- %.1f over %d episodes", self.env_steps,
+                 result.mean, result.std, len(returns))
+        return result
+
+    # ------------------------------------------------------------------ training
+    def _random_action(self) -> np.ndarray:
+        shape = self.env.action_space.shape
+        u = torch.rand(shape, generator=self.explore_generator, dtype=torch.float64)
+        return (2.0 * u - 1.0).numpy().astype(np.float32)
+
+    def run(self) -> TrainResult:
+        """Train until ``steps`` environment steps (or ``stop_after``); returns the outputs."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        start = time.time()
+        if self.agent is None:
+            self.setup()
+        min_transitions = max(math.ceil(cfg.seed_steps / cfg.action_repeat), 1)
+        bar = tqdm(total=cfg.steps, initial=min(self.env_steps, cfg.steps), unit="step",
+                   disable=not cfg.progress, dynamic_ncols=True, smoothing=0.05)
+        stopped = False
+        try:
+            while self.env_steps < cfg.steps and not stopped:
+                stopped = self._episode(bar, min_transitions)
+            if not stopped:
+                if self.last_eval is None or self.last_eval.env_steps != self.env_steps:
+                    self.evaluate()
+                if self.resumed_from != self.env_steps or self.checkpoint_path is None:
+                    self.save()
+        finally:
+            bar.close()
+            if self.logger is not None:
+                self.logger.flush()
+        result = TrainResult(
+            run_dir=self.run_dir, env_steps=self.env_steps, checkpoint=self.checkpoint_path,
+            config_path=self.run_dir / CONFIG_NAME,
+            csv_paths=sorted(self.run_dir.glob("*.csv")),
+            tensorboard_dir=(self.run_dir / "tb") if cfg.tensorboard else None,
+            last_eval=self.last_eval, resumed_from=self.resumed_from, stopped_early=stopped,
+            wall_s=time.time() - start)
+        return result
+
+    def _episode(self, bar, min_transitions: int) -> bool:
+        """Play one training episode (updating as we go); returns True to stop the run."""
+        cfg = self.cfg
+        agent, replay, env = self.agent, self.replay, self.env
+        obs, _ = env.reset(seed=derived_seed(cfg.seed, _TRAIN_EPISODE, self.episode))
+        replay.start_episode(obs)
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        episode_return, length, done = 0.0, 0, False
+        t0, steps0 = time.time(), self.env_steps
+        while not done and self.env_steps < cfg.steps:
+            if self.env_steps < cfg.seed_steps:
+                action = self._random_action()
+            else:
+                action = agent.act(obs)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            replay.add(action, reward, obs, terminated)
+            done = terminated or truncated
+            episode_return += float(reward)
+            length += 1
+            self.agent_steps += 1
+            self.env_steps += cfg.action_repeat
+            bar.update(cfg.action_repeat)
+            if self.env_steps >= cfg.seed_steps and replay.num_transitions >= min_transitions:
+                for _ in range(cfg.updates_per_step):
+                    metrics = agent.update(replay.sample(cfg.batch_size))
+                    for key, value in metrics.items():
+                        sums[key] = sums[key] + value if key in sums else value.clone()
+                        counts[key] = counts.get(key, 0) + 1
+        self.episode += 1
+        elapsed = max(time.time() - t0, 1e-9)
+        row: dict[str, float] = {
+            "episode": self.episode, "episode_reward": episode_return,
+            "episode_length": length, "updates": agent.num_updates,
+            "buffer_transitions": replay.num_transitions,
+            "steps_per_s": (self.env_steps - steps0) / elapsed, "episode_s": elapsed}
+        row.update({key: float(sums[key]) / counts[key] for key in sorted(sums)})
+        self.logger.log("train", self.env_steps, row)
+
+        if self.env_steps >= self.next_eval_at:
+            self.evaluate()
+            self.next_eval_at = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
+        postfix = {"ep_ret": f"{episode_return:.0f}"}
+        if self.last_eval is not None:
+            postfix["eval"] = f"{self.last_eval.mean:.0f}"
+        bar.set_postfix(postfix, refresh=False)
+        if self.env_steps >= self.next_checkpoint_at and self.env_steps < cfg.steps:
+            self.next_checkpoint_at = (self.env_steps // cfg.checkpoint_every + 1) \
+                * cfg.checkpoint_every
+            self.save()
+            if cfg.stop_after is not None and self.env_steps >= cfg.stop_after:
+                log.info("stop_after=%d reached at %d environment steps", cfg.stop_after,
+                         self.env_steps)
+                return True
+        return False
+
+
+def train(cfg: CurlSacConfig) -> TrainResult:
+    """Validate ``cfg``, train (resuming when possible) and close everything."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()

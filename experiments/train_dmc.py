@@ -1,0 +1,81 @@
+"""Train CURL-SAC from pixels on a DeepMind Control task.
+
+    python -m experiments.train_dmc --preset quickstart            # a few minutes on a CPU
+    python -m experiments.train_dmc --task walker-walk --steps 500000 --device cuda
+
+Every field of :class:`curl_moco.rl.config.CurlSacConfig` is a flag (``--help``); presets are in
+``experiments/configs/curl_dmc.py``. Running the same command again resumes from the run
+directory's checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from curl_moco.io.checkpoint import CheckpointError
+from curl_moco.io.config import parse_config
+from curl_moco.rl.config import CurlSacConfig
+from curl_moco.rl.trainer import Trainer, TrainResult
+from experiments.configs.curl_dmc import CURL_PRESETS
+
+DESCRIPTION = ("CURL-SAC from pixels on DeepMind Control. Step counts are environment steps "
+               "(agent steps x action repeat). Presets: 'curl' (paper, default), one per CURL "
+               "task, 'quickstart' (CPU, minutes), 'smoke'.")
+
+
+def summary(result: TrainResult) -> str:
+    """The final message: where the logs, checkpoint and evaluation video are."""
+    minutes, seconds = divmod(int(result.wall_s), 60)
+    lines = []
+    if result.stopped_early:
+        lines.append(f"stopped at {result.env_steps} environment steps (stop_after); run the "
+                     "same command without --stop-after to continue")
+    else:
+        lines.append(f"done: {result.env_steps} environment steps in {minutes}m{seconds:02d}s"
+                     + (f" (resumed at {result.resumed_from})" if result.resumed_from else ""))
+    ev = result.last_eval
+    if ev is not None:
+        lines.append(f"  final evaluation:  return {ev.mean:.1f} +- {ev.std:.1f} over "
+                     f"{len(ev.returns)} episodes at {ev.env_steps} steps")
+    lines.append(f"  logs (CSV):        {', '.join(str(p) for p in result.csv_paths)}")
+    if result.tensorboard_dir is not None:
+        lines.append(f"  tensorboard:       tensorboard --logdir {result.tensorboard_dir}")
+    lines.append(f"  config:            {result.config_path}")
+    lines.append(f"  checkpoint:        {result.checkpoint}")
+    if ev is not None and ev.video is not None:
+        lines.append(f"  evaluation video:  {ev.video}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:  # every setting is checked here, before any work
+        cfg = parse_config(CurlSacConfig, argv, CURL_PRESETS, default_preset="curl",
+                           description=DESCRIPTION)
+        trainer = Trainer(cfg)
+    except (ValueError, KeyError, CheckpointError) as error:
+        return _fail(error)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    try:
+        try:  # refuses a corrupt/truncated/mismatched checkpoint or pretrained encoder
+            trainer.setup()
+        except CheckpointError as error:
+            return _fail(error)
+        with logging_redirect_tqdm():
+            result = trainer.run()
+    finally:
+        trainer.close()
+    print(summary(result))
+    return 0
+
+
+def _fail(error: Exception) -> int:
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

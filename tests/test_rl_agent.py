@@ -1,0 +1,242 @@
+"""CURL-SAC agent: optimiser layout, one encoder step per loss, actor/critic maths, CURL options."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import distributions as D
+
+from curl_moco.contrastive.augment import random_crop
+from curl_moco.rl.agent import CurlSacAgent
+from curl_moco.rl.networks import Actor
+from curl_moco.rl.replay import ReplayBatch
+
+SMALL = dict(feature_dim=16, hidden_dim=32, num_layers=2, num_filters=8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_agent(**kw) -> CurlSacAgent:
+    torch.manual_seed(0)
+    return CurlSacAgent(9, 32, 2, **{**SMALL, **kw})
+
+
+def smooth_images(batch: int, seed: int = 0, size: int = 40) -> torch.Tensor:
+    """Low-frequency random uint8 images (B, 9, size, size): crops of one image look alike."""
+    g = torch.Generator().manual_seed(seed)
+    x = F.interpolate(torch.rand(batch, 9, 5, 5, generator=g), size=(size, size),
+                      mode="bilinear", align_corners=False)
+    return (x * 255).to(torch.uint8)
+
+
+def make_batch(batch: int = 16, seed: int = 0) -> ReplayBatch:
+    g = torch.Generator().manual_seed(seed + 1)
+    return ReplayBatch(obs=smooth_images(batch, seed), action=torch.rand(batch, 2, generator=g)
+                       * 2 - 1, reward=torch.rand(batch, 1, generator=g),
+                       next_obs=smooth_images(batch, seed + 7),
+                       not_done=torch.ones(batch, 1))
+
+
+def param_ids(opt: torch.optim.Optimizer) -> set[int]:
+    return {id(p) for group in opt.param_groups for p in group["params"]}
+
+
+def test_optimiser_layout_and_tied_convolutions() -> None:
+    agent = make_agent()
+    encoder = {id(p) for p in agent.critic.encoder.parameters()}
+    convs = {id(p) for p in agent.critic.encoder.convs.parameters()}
+    # actor convs ARE the critic's Parameter objects
+    assert {id(p) for p in agent.actor.encoder.convs.parameters()} == convs
+    assert encoder <= param_ids(agent.critic_optimizer)
+    assert encoder <= param_ids(agent.curl_optimizer)
+    assert not convs & param_ids(agent.actor_optimizer)
+    assert id(agent.info_nce.W) in param_ids(agent.curl_optimizer)
+    assert param_ids(agent.alpha_optimizer) == {id(agent.log_alpha)}
+    # nothing trained by gradients in the target / key networks
+    assert all(not p.requires_grad for p in agent.key_encoder.parameters())
+    assert all(not p.requires_grad for p in agent.target_heads.parameters())
+    assert float(agent.alpha.detach()) == pytest.approx(0.1)
+    assert agent.target_entropy == -2.0
+
+
+def test_each_optimiser_steps_once_per_update_on_schedule() -> None:
+    agent = make_agent()
+    steps = {name: 0 for name in agent.optimizers()}
+    for name, opt in agent.optimizers().items():
+        opt.register_step_post_hook(lambda *_, n=name: steps.__setitem__(n, steps[n] + 1))
+    agent.update(make_batch())  # update 0: critic, actor, alpha, targets, CURL
+    assert steps == {"critic": 1, "actor": 1, "alpha": 1, "curl": 1}
+    agent.update(make_batch(seed=1))  # update 1: actor skipped (actor_update_freq=2)
+    assert steps == {"critic": 2, "actor": 1, "alpha": 1, "curl": 2}
+
+
+def test_encoder_moves_one_adam_step_per_loss() -> None:
+    """Adam's first step moves every parameter with a non-zero gradient by lr (x g/(|g|+eps)).
+    CURL's reference code steps two optimisers after the CURL loss: that would move 2 x lr."""
+    lr = 1e-3
+    agent = make_agent(lr=lr)
+    obs = random_crop(make_batch().obs, 32, generator=torch.Generator().manual_seed(0))
+    pos = random_crop(make_batch().obs, 32, generator=torch.Generator().manual_seed(1))
+    before = [p.detach().clone() for p in agent.critic.encoder.parameters()]
+    agent.update_curl(obs, pos)
+    moved = torch.cat([(p.detach() - b).abs().flatten()
+                       for p, b in zip(agent.critic.encoder.parameters(), before)])
+    assert moved.max() <= lr * 1.001
+    assert (moved > 0.9 * lr).float().mean() > 0.5
+
+    batch = make_batch()
+    before = [p.detach().clone() for p in agent.critic.encoder.parameters()]
+    agent.update_critic(obs, batch.action, batch.reward, obs, batch.not_done)
+    moved = torch.cat([(p.detach() - b).abs().flatten()
+                       for p, b in zip(agent.critic.encoder.parameters(), before)])
+    assert moved.max() <= lr * 1.001 and (moved > 0.9 * lr).float().mean() > 0.5
+
+
+def test_actor_update_leaves_critic_and_convolutions_unchanged() -> None:
+    agent = make_agent()
+    obs = random_crop(make_batch().obs, 32, generator=torch.Generator().manual_seed(0))
+    critic_before = {k: v.clone() for k, v in agent.critic.state_dict().items()}
+    head_before = agent.actor.encoder.fc.weight.detach().clone()
+    alpha_before = float(agent.log_alpha.detach())
+    metrics = agent.update_actor_and_alpha(obs)
+    for key, value in agent.critic.state_dict().items():
+        assert torch.equal(value, critic_before[key]), key
+    assert not torch.equal(agent.actor.encoder.fc.weight, head_before)  # actor head trains
+    assert float(agent.log_alpha.detach()) != alpha_before
+    assert set(metrics) >= {"actor_loss", "alpha_loss", "alpha", "entropy"}
+
+
+def test_actor_log_prob_matches_tanh_transformed_gaussian() -> None:
+    torch.manual_seed(0)
+    agent = make_agent()
+    actor: Actor = agent.actor
+    conv = agent.critic.encoder.forward_conv(make_batch(8).obs[:, :, :32, :32]).detach()
+    g = torch.Generator().manual_seed(3)
+    action, log_prob, log_std = actor.from_conv(conv, generator=g)
+    mu, log_std2 = actor.distribution_params(actor.encoder.head(conv))
+    assert torch.equal(log_std, log_std2)
+    assert (log_std >= -10).all() and (log_std <= 2).all()
+    assert (action.abs() < 1).all()
+    dist = D.TransformedDistribution(D.Normal(mu, log_std.exp()), [D.TanhTransform()])
+    expected = dist.log_prob(action.clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1, keepdim=True)
+    assert torch.allclose(log_prob, expected, atol=1e-3)
+    det, _, _ = actor.from_conv(conv, deterministic=True)
+    assert torch.allclose(det, torch.tanh(mu))
+
+
+def test_critic_target_uses_soft_bellman_backup() -> None:
+    agent = make_agent(discount=0.9)
+    batch = make_batch()
+    obs = batch.obs[:, :, 4:36, 4:36]
+    state = agent.generator.get_state()
+    agent.update_critic(obs, batch.action, batch.reward, obs, batch.not_done * 0)
+    # with not_done = 0 the target is the reward: Q regresses towards r
+    agent.generator.set_state(state)
+    metrics = agent.update_critic(obs, batch.action, batch.reward, obs, batch.not_done * 0)
+    assert float(metrics["target_q"]) == pytest.approx(float(batch.reward.mean()), rel=1e-6)
+
+
+def test_target_networks_follow_ema() -> None:
+    agent = make_agent(critic_tau=0.25, encoder_tau=0.5)
+    with torch.no_grad():
+        for p in agent.critic.parameters():
+            p.add_(1.0)
+    old_head = agent.target_heads.q1[0].weight.clone()
+    old_key = agent.key_encoder.encoder.fc.weight.clone()
+    agent.update_targets()
+    src_head = agent.critic.heads.q1[0].weight
+    assert torch.allclose(agent.target_heads.q1[0].weight, 0.25 * src_head + 0.75 * old_head)
+    src_key = agent.critic.encoder.fc.weight
+    assert torch.allclose(agent.key_encoder.encoder.fc.weight, 0.5 * src_key + 0.5 * old_key)
+
+
+@pytest.mark.parametrize("similarity", ["bilinear", "cosine"])
+def test_curl_loss_learns_to_match_crops(similarity: str) -> None:
+    agent = make_agent(similarity=similarity,
+                       curl_temperature=1.0 if similarity == "bilinear" else 0.1)
+    x = smooth_images(32)
+    g = torch.Generator().manual_seed(0)
+    first = None
+    for i in range(120):
+        m = agent.update_curl(random_crop(x, 32, generator=g), random_crop(x, 32, generator=g))
+        if i % 2 == 0:
+            agent.update_targets()
+        first = float(m["curl_loss"]) if first is None else first
+    assert first > math.log(32) * 0.8  # starts near chance
+    assert float(m["curl_loss"]) < 0.6 * first
+    assert float(m["curl_accuracy"]) > 0.3  # chance is 1/32
+
+
+def test_curl_latent_dim_takes_effect() -> None:
+    plain = make_agent()
+    assert plain.query_projection is None and plain.info_nce.W.shape == (16, 16)
+    projected = make_agent(curl_latent_dim=8)
+    assert projected.info_nce.W.shape == (8, 8)
+    assert {id(p) for p in projected.query_projection.parameters()} <= param_ids(
+        projected.curl_optimizer)
+    obs = smooth_images(4)[:, :, :32, :32]
+    query, key = projected.curl_embeddings(obs, obs)
+    assert query.shape == key.shape == (4, 8) and not key.requires_grad
+    assert torch.allclose(query, key, atol=1e-5)  # key side starts as an exact copy
+    metrics = projected.update(make_batch())
+    assert "curl_loss" in metrics
+
+
+def test_queue_of_negatives() -> None:
+    agent = make_agent(similarity="cosine", curl_temperature=0.1, queue_size=32)
+    for seed in range(3):
+        agent.update(make_batch(16, seed))
+    assert int(agent.queue.num_enqueued) == 48 and int(agent.queue.ptr) == 16
+    with pytest.raises(ValueError, match="queue_size"):
+        make_agent(queue_size=32)  # bilinear + queue
+    with pytest.raises(ValueError, match="queue_size=24"):
+        make_agent(similarity="cosine", queue_size=24).update(make_batch(16))
+
+
+def test_same_seed_same_updates_and_checkpoint_round_trip() -> None:
+    a, b = make_agent(seed=5), make_agent(seed=5)
+    for seed in range(3):
+        ma = a.update(make_batch(seed=seed))
+        mb = b.update(make_batch(seed=seed))
+        assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    state = a.checkpoint_state()
+    c = make_agent(seed=99)
+    c.load_checkpoint_state(state)
+    obs = make_batch(1).obs[0]
+    assert (a.act(obs) == c.act(obs)).all()  # same generator state after loading
+    ma, mc = a.update(make_batch(seed=9)), c.update(make_batch(seed=9))
+    assert all(torch.equal(ma[k], mc[k]) for k in ma)
+    for (name, pa), pc in zip(a.state_dict().items(), c.state_dict().values()):
+        assert torch.equal(pa, pc), name
+
+
+def test_act_uses_centre_crop_and_bounds() -> None:
+    agent = make_agent()
+    obs = smooth_images(1)[0]  # (9, 40, 40) -> centre 32x32
+    det1, det2 = agent.act(obs.numpy(), deterministic=True), agent.act(obs, deterministic=True)
+    assert det1.shape == (2,) and (abs(det1) <= 1).all()
+    assert (det1 == det2).all()
+    sample = agent.act(obs)
+    assert not (sample == det1).all()
+
+
+def test_rl_never_imports_pretrain() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = list((root / "curl_moco" / "rl").glob("*.py")) + [root / "experiments" / "train_dmc.py"]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any("pretrain" in n for n in names), f"{path.name} imports {names}"
