@@ -31,7 +31,7 @@ QUICKSTART: dict[str, Any] = dict(
     name="quickstart", task="cartpole-swingup", action_repeat=8, image_size=64, crop_size=56,
     num_layers=2, num_filters=16, hidden_dim=256, batch_size=32, steps=16_000,
     seed_steps=1_000, replay_capacity=4_000, eval_every=4_000, eval_episodes=3,
-    checkpoint_every=4_000, video_size=256, device="cpu",
+    checkpoint_every=4_000, video_size=256,
 )
 
 SMOKE: dict[str, Any] = dict(
