@@ -1,0 +1,119 @@
+"""Configuration of MoCo pretraining and of frozen-feature evaluation (one dataclass per entry
+point; every field is a ``--kebab-case`` flag, see :mod:`curl_moco.io.config`).
+
+Named presets (official MoCo v1/v2/v3 defaults) live in ``experiments/configs/moco.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from curl_moco.contrastive.encoders import BACKBONES, HEAD_KINDS
+from curl_moco.io.config import knob
+from curl_moco.pretrain.transforms import AUGMENT_RECIPES
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "lars", "adamw")
+LR_SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
+MOMENTUM_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+TARGETS: tuple[str, ...] = ("all", "state", "internal_state", "none")
+
+
+@dataclass
+class MocoConfig:
+    """Everything one pretraining run needs; saved as ``config.json`` and in checkpoints."""
+
+    # --- data
+    data: str = knob("", "image folder root/<class>/<image> (e.g. from experiments.collect_frames)")
+    val_data: str = knob("", "labelled held-out folder for the kNN monitor; empty = hold out "
+                             "val_fraction of data (whole episodes for DMC frames)")
+    val_fraction: float = knob(0.1, "fraction of data held out when val_data is empty")
+    load_size: int = knob(256, "side of the decoded square image (CPU workers), pixels")
+    crop_size: int = knob(224, "side of the augmented views fed to the network, pixels")
+    frame_stack: int = knob(1, "consecutive frames stacked on channels (needs frames.npz)")
+    augment: str = knob("v2", "view augmentation recipe", choices=AUGMENT_RECIPES)
+    num_workers: int = knob(4, "data loader worker processes per rank")
+    # --- model
+    name: str = knob("moco", "run name prefix (presets set mocov1/v2/v3)")
+    arch: str = knob("resnet50", "backbone", choices=BACKBONES)
+    small_input: bool = knob(False, "ResNet: 3x3 stride-1 conv1 and no max-pool (small images)")
+    zero_init_residual: bool = knob(False, "ResNet: zero-init the last BN of each block (v3)")
+    feature_dim: int = knob(50, "pixel encoder: output features (agent uses 50)")
+    pixel_layers: int = knob(4, "pixel encoder: conv layers")
+    pixel_filters: int = knob(32, "pixel encoder: filters per conv layer")
+    dim: int = knob(128, "contrastive embedding size")
+    head: str = knob("mlp", "projection head", choices=HEAD_KINDS)
+    head_hidden: int = knob(0, "hidden width of an MLP head; 0 = backbone output size")
+    predictor_hidden: int = knob(0, "hidden width of the v3 predictor MLP; 0 = no predictor")
+    queue_size: int = knob(65536, "K, keys in the queue; 0 = in-batch keys only")
+    momentum: float = knob(0.999, "m of the key encoder EMA (tau = 1 - m)")
+    momentum_schedule: str = knob("constant", "cosine: m rises to 1 over training (v3)",
+                                  choices=MOMENTUM_SCHEDULES)
+    temperature: float = knob(0.2, "T dividing cosine similarities")
+    symmetric: bool = knob(False, "v3 symmetrised loss with in-batch keys")
+    shuffle_bn: bool = knob(True, "shuffle the key batch across ranks for BN (no-op in 1 process)")
+    bn_splits: int = knob(1, "emulate N ranks' BatchNorm inside each process (MoCo's single-GPU "
+                             "SplitBatchNorm; with shuffle_bn the key chunks are shuffled)")
+    sync_bn: bool = knob(False, "SyncBatchNorm in both encoders (DDP on CUDA only)")
+    # --- optimisation
+    optimizer: str = knob("sgd", "optimiser", choices=OPTIMIZERS)
+    lr: float = knob(0.03, "learning rate for a global batch of lr_scale_batch")
+    lr_scale_batch: int = knob(256, "lr is scaled by batch_size / lr_scale_batch; 0 = no scaling")
+    sgd_momentum: float = knob(0.9, "SGD/LARS momentum")
+    weight_decay: float = knob(1e-4, "weight decay")
+    schedule: str = knob("cosine", "learning-rate schedule", choices=LR_SCHEDULES)
+    lr_milestones: tuple[float, ...] = knob((0.6, 0.8), "step schedule: fractions of training "
+                                                         "at which lr is divided by 10")
+    warmup_epochs: float = knob(0.0, "linear warm-up, epochs")
+    epochs: int = knob(200, "training epochs")
+    batch_size: int = knob(256, "GLOBAL batch (all ranks together); must divide queue_size")
+    max_steps_per_epoch: int = knob(0, "cap on steps per epoch for quick runs; 0 = full epochs")
+    # --- runtime
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)")
+    amp: bool = knob(True, "bf16 autocast on CUDA (ignored on CPU)")
+    channels_last: bool = knob(False, "channels-last memory format (ResNets on GPU)")
+    seed: int = knob(0, "seed of model init, data order and augmentation")
+    run_dir: str = knob("", "output folder; empty = runs/<name>-<arch>-s<seed>")
+    resume: bool = knob(True, "continue from run_dir/checkpoint.pt when it exists")
+    checkpoint_every_steps: int = knob(0, "extra checkpoints every N steps; 0 = end of epoch only")
+    log_every_steps: int = knob(10, "training metrics every N steps")
+    knn_every_epochs: int = knob(1, "kNN monitor on the held-out split every N epochs; 0 = off")
+    knn_k: int = knob(20, "neighbours of the kNN monitor")
+    knn_temperature: float = knob(0.07, "temperature of the kNN vote weights exp(sim / T)")
+    knn_bank_size: int = knob(10000, "most training images in the kNN memory bank")
+    tensorboard: bool = knob(True, "write TensorBoard scalars")
+    progress: bool = knob(True, "tqdm progress bar")
+    export: bool = knob(True, "export the query backbone to run_dir/encoder.pt at the end")
+
+
+@dataclass
+class LinearEvalConfig:
+    """Frozen-feature evaluation: kNN, linear probe and (DMC frames) state regression."""
+
+    checkpoint: str = knob("", "pretraining checkpoint (run_dir/checkpoint.pt) or exported "
+                                "encoder.pt; with --random-init only its architecture is used")
+    data: str = knob("", "labelled image folder (defaults to the checkpoint's data)")
+    val_data: str = knob("", "held-out folder; empty = the pretraining run's held-out split")
+    val_fraction: float = knob(-1.0, "held-out fraction when val_data is empty; < 0 = as in the "
+                                     "checkpoint's config (0.1 without one)")
+    random_init: bool = knob(False, "evaluate the same architecture at random initialisation")
+    arch: str = knob("", "architecture for --random-init without a checkpoint", choices=
+                     ("",) + BACKBONES)
+    small_input: bool = knob(False, "with --arch: ResNet small-input variant")
+    frame_stack: int = knob(1, "with --arch: frames per item")
+    load_size: int = knob(84, "with --arch: decoded image side")
+    crop_size: int = knob(84, "with --arch: network input side")
+    feature_dim: int = knob(50, "with --arch pixel: output features")
+    knn_k: int = knob(20, "neighbours")
+    knn_temperature: float = knob(0.07, "kNN vote weights exp(sim / T)")
+    probe_epochs: int = knob(200, "linear probe: full-batch epochs (Adam)")
+    probe_lr: float = knob(0.01, "linear probe: Adam learning rate")
+    probe_weight_decay: float = knob(1e-4, "linear probe: L2 penalty")
+    ridge_alphas: tuple[float, ...] = knob((0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
+                                           "ridge penalties tried (chosen per target by 5-fold CV)")
+    target: str = knob("all", "regression target(s) from frames.npz: physics state, the task's "
+                              "observation (internal_state), both, or none", choices=TARGETS)
+    batch_size: int = knob(256, "feature extraction batch")
+    num_workers: int = knob(2, "data loader workers")
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N")
+    seed: int = knob(0, "seed of the random initialisation and of the probe")
+    json_out: str = knob("", "also write the results to this JSON file")

@@ -1,0 +1,117 @@
+"""torch.distributed plumbing for pretraining: process-group set-up from torchrun's environment,
+and MoCo's shuffle BN for the key encoder.
+
+Without torchrun (no ``WORLD_SIZE`` in the environment) everything here is a single-process
+no-op, so the same code path runs in one process and under ``torchrun --nproc_per_node N``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from curl_moco.contrastive.queue import gather_from_all_ranks
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Rank, world size and device of this process (``world_size == 1`` without torchrun)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def init_distributed(device: torch.device) -> DistContext:
+    """Join the process group that torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+    ``MASTER_ADDR``/``PORT``): nccl on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on
+    CPU. Returns a single-process context when ``WORLD_SIZE`` is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext(0, 1, 0, device)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, device)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """``obj`` from rank ``src`` on every rank (identity in a single process)."""
+    if world_size() == 1:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def all_gather_objects(obj: object) -> list[object]:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a single process)."""
+    if world_size() == 1:
+        return [obj]
+    out: list[object] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over ranks (``x`` itself in a single process)."""
+    if world_size() == 1:
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x
+
+
+@torch.no_grad()
+def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """MoCo's shuffle BN: run ``fn`` (the key encoder) on a random redistribution of the global
+    batch across ranks and return the outputs for this rank's own samples, in order.
+
+    BatchNorm statistics of the keys are then computed on a different subset of samples than the
+    queries', so the model cannot use batch statistics to find the positive. In a single process
+    there is nothing to redistribute and this is just ``fn(x)``: the key batch is the same set of
+    images as the query batch (use several processes, or SyncBN off and accept the leak; the
+    pixel encoder has no BatchNorm at all). ``x (B, ...)`` -> ``(B, D)``.
+    """
+    world = world_size()
+    if world == 1:
+        return fn(x)
+    local = x.shape[0]
+    everything = gather_from_all_ranks(x)
+    perm = torch.randperm(everything.shape[0], device=x.device) if rank() == 0 else None
+    perm = torch.empty(everything.shape[0], dtype=torch.long, device=x.device) if perm is None \
+        else perm
+    dist.broadcast(perm, src=0)
+    mine = perm.view(world, local)[rank()]
+    out = gather_from_all_ranks(fn(everything[mine]))
+    inverse = torch.argsort(perm)
+    return out[inverse.view(world, local)[rank()]]

@@ -1,0 +1,393 @@
+"""MoCo pretraining loop: one process on CPU/GPU, or one process per GPU under torchrun (DDP).
+
+Per step: uint8 batch from CPU workers -> device -> two augmented views -> ``MoCo`` loss ->
+optimiser step, with lr and key momentum set from per-step schedules. Every epoch (rank 0): kNN
+monitor on the held-out split, CSV/TensorBoard rows, checkpoint. A checkpoint holds model (query
+and key encoders, queue), optimiser, schedule position, epoch/step and every rank's RNG states,
+so a run killed at any moment resumes from its last checkpoint and then repeats exactly what the
+uninterrupted run would have done (data order comes from ``(seed, epoch)``; augmentation from
+the restored RNG).
+
+``batch_size`` is the global batch: each of the N ranks takes ``batch_size / N`` images, so the
+same command gives the same optimisation under ``torchrun --nproc_per_node N``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from curl_moco.contrastive.queue import KeyQueue
+from curl_moco.io.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from curl_moco.io.config import config_to_dict, save_config
+from curl_moco.io.logger import Logger
+from curl_moco.pretrain.config import MocoConfig
+from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
+from curl_moco.pretrain.distributed import (
+    DistContext,
+    all_gather_objects,
+    all_reduce_sum,
+    cleanup_distributed,
+    init_distributed,
+)
+from curl_moco.pretrain.evaluate import extract_features, knn_accuracy
+from curl_moco.pretrain.export import (
+    arch_config,
+    build_backbone,
+    export_backbone,
+    export_config,
+    export_torchvision,
+)
+from curl_moco.pretrain.moco import MoCo
+from curl_moco.pretrain.optim import build_optimizer, learning_rate, momentum_at
+from curl_moco.pretrain.transforms import EvalTransform, ViewAugment
+from curl_moco.runtime import capture_rng_state, resolve_device, restore_rng_state, seed_everything
+
+log = logging.getLogger("curl_moco")
+
+CHECKPOINT_KIND = "moco"
+#: Config fields that must equal the checkpoint's for a run to resume from it.
+RESUME_KEYS: tuple[str, ...] = (
+    "arch", "small_input", "frame_stack", "load_size", "crop_size", "feature_dim", "pixel_layers",
+    "pixel_filters", "dim", "head", "head_hidden", "predictor_hidden", "queue_size", "symmetric",
+    "optimizer", "batch_size", "epochs", "max_steps_per_epoch", "seed", "world_size",
+    "val_fraction", "schedule", "lr", "momentum_schedule",
+)
+
+
+def default_run_dir(cfg: MocoConfig) -> Path:
+    return Path(cfg.run_dir or f"runs/{cfg.name}-{cfg.arch}-s{cfg.seed}")
+
+
+def check_config(cfg: MocoConfig, world_size: int = 1) -> None:
+    """Start-up checks that need no data: raise ``ValueError`` naming the offending setting."""
+    if not cfg.data:
+        raise ValueError("data is required: pass --data DIR (an image folder root/<class>/<img>)")
+    if cfg.batch_size < 1 or cfg.batch_size % world_size != 0:
+        raise ValueError(f"batch_size={cfg.batch_size} (global) must be a positive multiple of "
+                         f"the world size {world_size}")
+    if cfg.queue_size > 0:
+        KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
+    if cfg.symmetric and cfg.queue_size > 0:
+        raise ValueError(f"symmetric=True (MoCo v3) uses in-batch keys: set queue_size=0, not "
+                         f"{cfg.queue_size}")
+    if cfg.crop_size > cfg.load_size:
+        raise ValueError(f"crop_size={cfg.crop_size} is larger than load_size={cfg.load_size}")
+    if cfg.bn_splits < 1 or (cfg.batch_size // world_size) % cfg.bn_splits:
+        raise ValueError(f"bn_splits={cfg.bn_splits} must divide the per-rank batch "
+                         f"{cfg.batch_size // world_size}")
+    if cfg.sync_bn and cfg.shuffle_bn:
+        raise ValueError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
+                         "(--no-shuffle-bn --sync-bn)")
+    if cfg.epochs < 1:
+        raise ValueError(f"epochs={cfg.epochs} must be >= 1")
+    for name in ("num_workers", "checkpoint_every_steps", "knn_every_epochs",
+                 "max_steps_per_epoch", "head_hidden", "predictor_hidden"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name}={getattr(cfg, name)} must be >= 0")
+
+
+def build_model(cfg: MocoConfig) -> MoCo:
+    """The MoCo module for ``cfg`` (random init from the global RNG; same seed -> same model)."""
+    arch = dict(arch_config(config_to_dict(cfg)), zero_init_residual=cfg.zero_init_residual)
+    backbone = build_backbone(arch)
+    if cfg.sync_bn:
+        backbone = nn.SyncBatchNorm.convert_sync_batchnorm(backbone)
+    return MoCo(backbone, dim=cfg.dim, head=cfg.head, head_hidden=cfg.head_hidden or None,
+                queue_size=cfg.queue_size, momentum=cfg.momentum, temperature=cfg.temperature,
+                symmetric=cfg.symmetric, predictor_hidden=cfg.predictor_hidden,
+                shuffle_bn=cfg.shuffle_bn, bn_splits=cfg.bn_splits, queue_seed=cfg.seed)
+
+
+# ---------------------------------------------------------------- the run
+class PretrainRun:
+    """One pretraining run on one rank: data, model, optimiser, loop, checkpoints (see
+    :func:`train`, which also joins and leaves the process group)."""
+
+    def __init__(self, cfg: MocoConfig, ctx: DistContext) -> None:
+        self.cfg, self.ctx = cfg, ctx
+        self.device = ctx.device
+        self.run_dir = default_run_dir(cfg)
+        self.ckpt_path = self.run_dir / "checkpoint.pt"
+        self.config_dict = dict(config_to_dict(cfg), world_size=ctx.world_size)
+
+        # Data (decoded on CPU workers; augmented on the device).
+        self.dataset = ImageFolderDataset(cfg.data, cfg.load_size, frame_stack=cfg.frame_stack)
+        if cfg.val_data:
+            self.val_set = ImageFolderDataset(cfg.val_data, cfg.load_size,
+                                              frame_stack=cfg.frame_stack, setting="val_data")
+            if self.val_set.classes != self.dataset.classes:
+                raise ValueError(f"val_data classes {self.val_set.classes[:5]} differ from data "
+                                 f"classes {self.dataset.classes[:5]}")
+            self.train_idx = np.arange(len(self.dataset))
+            self.val_idx = np.arange(len(self.val_set))
+        else:
+            self.val_set = self.dataset
+            self.train_idx, self.val_idx = split_indices(self.dataset, cfg.val_fraction, cfg.seed)
+        self.train_set = Subset(self.dataset, self.train_idx.tolist())
+        self.rank_batch = cfg.batch_size // ctx.world_size
+        self.sampler = DistributedSampler(self.train_set, num_replicas=ctx.world_size,
+                                          rank=ctx.rank, shuffle=True, seed=cfg.seed,
+                                          drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // self.rank_batch
+        if cfg.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split "
+                             f"({len(self.train_idx)} items over {ctx.world_size} rank(s))")
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+
+        # Model, identical on every rank (same seed), then per-rank augmentation randomness.
+        seed_everything(cfg.seed)
+        self.model = build_model(cfg).to(self.device)
+        if cfg.channels_last and cfg.arch != "pixel":
+            self.model.to(memory_format=torch.channels_last)
+        normalize = cfg.arch != "pixel"
+        channels = 3 * cfg.frame_stack
+        self.augment = ViewAugment(cfg.augment, cfg.crop_size, channels, normalize).to(self.device)
+        self.eval_transform = EvalTransform(cfg.crop_size, channels, normalize).to(self.device)
+        self.base_lr = cfg.lr * (cfg.batch_size / cfg.lr_scale_batch if cfg.lr_scale_batch else 1)
+        self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(), lr=self.base_lr,
+                                         momentum=cfg.sgd_momentum,
+                                         weight_decay=cfg.weight_decay)
+        self.net: nn.Module = self.model
+        if ctx.distributed:
+            # Buffers are not broadcast: the queue is kept identical by gathering keys, and each
+            # rank's key-encoder BN statistics are its own (rank 0's are saved).
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
+        seed_everything(cfg.seed + 1 + 1000 * ctx.rank)
+        self.amp = cfg.amp and self.device.type == "cuda"
+
+        self.epoch, self.step_in_epoch, self.step = 0, 0, 0
+        self.skipped_total = 0
+        # This rank's running sums over the current epoch: loss, accuracy, steps, skipped files.
+        self.epoch_sums = torch.zeros(4, dtype=torch.float64)
+        self.last: dict[str, float] = {}
+        self.resumed = self._maybe_resume()
+
+    # ------------------------------------------------------------ checkpoints
+    def _maybe_resume(self) -> bool:
+        path = latest_checkpoint(self.run_dir) if self.cfg.resume else None
+        if path is None:
+            return False
+        loaded = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location="cpu")
+        check_compatible(loaded["config"], self.config_dict, RESUME_KEYS)
+        payload = loaded["payload"]
+        if payload["train_items"] != len(self.train_idx):
+            raise CheckpointError(
+                f"checkpoint was made with {payload['train_items']} training items, this run "
+                f"has {len(self.train_idx)} (different data={self.cfg.data!r}?)")
+        try:
+            self.model.load_state_dict(payload["model"], strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: model weights do not fit: {error}") from error
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.epoch, self.step_in_epoch = payload["epoch"], payload["step_in_epoch"]
+        self.step, self.skipped_total = payload["step"], payload["skipped_total"]
+        self.last = dict(payload.get("last", {}))
+        mine = payload["ranks"][self.ctx.rank]
+        restore_rng_state(mine["rng"])
+        self.epoch_sums = mine["epoch_sums"].clone()
+        if self.ctx.is_main:
+            log.info("resumed %s at epoch %d, step %d", path, self.epoch, self.step)
+        return True
+
+    def save(self) -> None:
+        """Checkpoint the current position (collective: every rank contributes its RNG state)."""
+        ranks = all_gather_objects({"rng": capture_rng_state(),
+                                    "epoch_sums": self.epoch_sums.clone()})
+        if not self.ctx.is_main:
+            return
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"step": self.step, "total_steps": self.total_steps,
+                          "base_lr": self.base_lr},
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "step": self.step,
+            "ranks": ranks, "train_items": len(self.train_idx),
+            "skipped_total": self.skipped_total, "last": self.last,
+        }
+        save_checkpoint(self.ckpt_path, payload, kind=CHECKPOINT_KIND, config=self.config_dict)
+
+    # ------------------------------------------------------------ evaluation
+    def knn_monitor(self) -> float:
+        """kNN accuracy of the query backbone on the held-out split (bank: training items)."""
+        bank_idx = self.train_idx
+        if len(bank_idx) > self.cfg.knn_bank_size:
+            rng = np.random.default_rng(self.cfg.seed)
+            bank_idx = np.sort(rng.choice(bank_idx, self.cfg.knn_bank_size, replace=False))
+        kw = dict(device=self.device, batch_size=max(self.rank_batch, 64),
+                  num_workers=self.cfg.num_workers, channels_last=self.cfg.channels_last)
+        backbone = self.model.backbone
+        bank, bank_y = extract_features(backbone, self.dataset, bank_idx, self.eval_transform,
+                                        **kw)
+        val, val_y = extract_features(backbone, self.val_set, self.val_idx, self.eval_transform,
+                                      **kw)
+        return knn_accuracy(bank, bank_y, val, val_y, k=self.cfg.knn_k,
+                            temperature=self.cfg.knn_temperature)
+
+    # ------------------------------------------------------------ training
+    def _epoch_loader(self, epoch: int, skip_steps: int) -> DataLoader:
+        self.sampler.set_epoch(epoch)
+        order = list(self.sampler)[skip_steps * self.rank_batch:
+                                   self.steps_per_epoch * self.rank_batch]
+        return DataLoader(self.train_set, batch_size=self.rank_batch, sampler=order,
+                          drop_last=True, num_workers=self.cfg.num_workers,
+                          collate_fn=collate_samples, pin_memory=self.device.type == "cuda",
+                          # own generator: creating the loader must not draw from the global
+                          # RNG, or a resumed run's augmentations would differ.
+                          generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
+                          persistent_workers=False)
+
+    def train_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+        cfg = self.cfg
+        images = images.to(self.device, non_blocking=True)
+        view1, view2 = self.augment(images), self.augment(images)
+        if cfg.channels_last and cfg.arch != "pixel":
+            view1 = view1.contiguous(memory_format=torch.channels_last)
+            view2 = view2.contiguous(memory_format=torch.channels_last)
+        lr = learning_rate(self.step, self.total_steps, self.base_lr, schedule=cfg.schedule,
+                           warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
+                           milestones=cfg.lr_milestones)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        m = momentum_at(self.step, self.total_steps, cfg.momentum, cfg.momentum_schedule)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.net(view1, view2, momentum=m)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        return out.loss.detach(), out.accuracy.detach(), lr, m
+
+    def run(self) -> dict[str, float]:
+        cfg, ctx = self.cfg, self.ctx
+        logger = None
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.json")
+            (self.run_dir / "run.json").write_text(json.dumps({
+                "world_size": ctx.world_size, "device": str(self.device),
+                "batch_per_rank": self.rank_batch, "effective_lr": self.base_lr,
+                "train_items": len(self.train_idx), "val_items": len(self.val_idx),
+                "classes": self.dataset.classes, "steps_per_epoch": self.steps_per_epoch,
+                "total_steps": self.total_steps, "amp_bf16": self.amp,
+            }, indent=2) + "\n")
+            # A fresh run clears rows left by an earlier attempt that never checkpointed.
+            logger = Logger(self.run_dir, resume_step=self.step if self.resumed else -1,
+                            tensorboard=cfg.tensorboard)
+        try:
+            while self.epoch < cfg.epochs:
+                self._run_epoch(logger)
+        finally:
+            if logger is not None:
+                logger.close()
+        if ctx.is_main and cfg.export:
+            self.export()
+        return dict(self.last, step=self.step)
+
+    def _run_epoch(self, logger: Logger | None) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        epoch = self.epoch
+        loader = self._epoch_loader(epoch, self.step_in_epoch)
+        bar = None
+        if ctx.is_main and cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch,
+                       desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+        self.model.train()
+        window_start, window_images = time.perf_counter(), 0
+        for batch in loader:
+            loss, acc, lr, m = self.train_step(batch["image"])
+            self.step += 1
+            self.step_in_epoch += 1
+            loss_f, acc_f = float(loss), float(acc)
+            if not math.isfinite(loss_f):
+                raise FloatingPointError(f"loss is {loss_f} at step {self.step}: lower lr="
+                                         f"{cfg.lr} or check the data")
+            self.epoch_sums += torch.tensor([loss_f, acc_f, 1.0, float(batch["skipped"])],
+                                            dtype=torch.float64)
+            window_images += batch["image"].shape[0] * ctx.world_size
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_f:.3f}", acc=f"{acc_f:.2f}")
+            if cfg.log_every_steps and self.step % cfg.log_every_steps == 0:
+                elapsed = time.perf_counter() - window_start
+                row = {"epoch": epoch + self.step_in_epoch / self.steps_per_epoch,
+                       "loss": loss_f, "accuracy": acc_f, "lr": lr, "momentum": m,
+                       "images_per_s": window_images / max(elapsed, 1e-9)}
+                if self.model.queue is not None:
+                    row["queue_filled"] = min(1.0, int(self.model.queue.num_enqueued)
+                                              / self.model.queue.size)
+                if logger is not None:
+                    logger.log("train", self.step, row)
+                window_start, window_images = time.perf_counter(), 0
+            if self.step_in_epoch == self.steps_per_epoch:
+                break
+            if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
+                self.save()
+        if bar is not None:
+            bar.close()
+        sums = all_reduce_sum(self.epoch_sums)
+        self.epoch_sums = torch.zeros(4, dtype=torch.float64)
+        skipped = int(sums[3])
+        self.skipped_total += skipped
+        self.epoch, self.step_in_epoch = epoch + 1, 0
+        row = {"epoch": self.epoch, "loss": float(sums[0] / max(sums[2], 1)),
+               "accuracy": float(sums[1] / max(sums[2], 1)), "skipped_images": skipped,
+               "skipped_images_total": self.skipped_total}
+        if skipped:
+            log.warning("epoch %d: skipped %d unreadable image(s) (%d in total)", self.epoch,
+                        skipped, self.skipped_total)
+        every = cfg.knn_every_epochs
+        if ctx.is_main and every and len(self.val_idx) and (
+                self.epoch % every == 0 or self.epoch == cfg.epochs):
+            row["knn_accuracy"] = self.knn_monitor()
+        self.last = {k: float(v) for k, v in row.items()}
+        if logger is not None:
+            logger.log("epoch", self.step, row)
+            logger.flush()
+            log.info("epoch %d/%d: %s", self.epoch, cfg.epochs,
+                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        self.save()
+
+    # ------------------------------------------------------------ export
+    def export(self) -> None:
+        """``encoder.pt`` (exchange format) and, for ResNets, ``backbone_torchvision.pt``."""
+        arch = export_config(self.config_dict)
+        backbone = self.model.backbone
+        export_backbone(backbone, arch, self.run_dir / "encoder.pt")
+        if self.cfg.arch != "pixel":
+            export_torchvision(backbone, self.run_dir / "backbone_torchvision.pt")
+
+
+def train(cfg: MocoConfig) -> dict[str, float]:
+    """Pretrain with ``cfg`` in this process (joining torchrun's process group if launched by
+    it). Returns the last epoch's metrics (loss, accuracy, knn_accuracy, ...) and ``step``."""
+    device = resolve_device(cfg.device)
+    ctx = init_distributed(device)
+    try:
+        check_config(cfg, ctx.world_size)
+        if cfg.sync_bn and (ctx.device.type != "cuda" or not ctx.distributed):
+            raise ValueError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
+                             "in one process use shuffle_bn or plain BN")
+        return PretrainRun(cfg, ctx).run()
+    finally:
+        cleanup_distributed()

@@ -1,0 +1,170 @@
+"""Render a DeepMind Control frame data set: an image folder labelled by domain, plus the physics
+state of every frame.
+
+    python -m experiments.collect_frames --out data/dmc_frames \
+        --domains cartpole,walker,cheetah,finger,reacher,ball_in_cup \
+        --frames-per-domain 400 --episode-frames 50 --image-size 84
+
+Writes ``OUT/<domain>/<NNNNN>.png`` (RGB, ``image_size`` square, what the agent's camera sees),
+``OUT/<domain>/frames.npz`` (``files``, ``episode``, ``step``, ``state`` = flat physics state
+qpos/qvel/act, ``internal_state`` = the task's proprioceptive observation, ``action`` = the action
+applied after the frame) and ``OUT/manifest.json``. Frames of one episode are consecutive steps,
+so the MoCo data set can stack ``k`` of them (``--frame-stack 3``) as the agent does.
+
+Actions come from ``--policy random`` (uniform in [-1, 1], seeded) or ``--policy module:function``
+with ``function(obs (3, H, W) uint8, rng: np.random.Generator, action_space) -> action``.
+A domain name alone uses its CURL task (cartpole-swingup, walker-walk, ...); ``domain-task``
+names pick any suite task. Rendering is real dm_control output; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+log = logging.getLogger("curl_moco")
+
+#: Task rendered for a bare domain name: CURL's benchmark task of that domain.
+DEFAULT_TASKS: dict[str, str] = {
+    "cartpole": "swingup", "walker": "walk", "cheetah": "run", "finger": "spin",
+    "reacher": "easy", "ball_in_cup": "catch", "quadruped": "walk", "hopper": "stand",
+    "pendulum": "swingup", "acrobot": "swingup", "fish": "swim", "humanoid": "walk",
+}
+
+
+def resolve_task(name: str) -> tuple[str, str]:
+    """``"walker"`` -> ("walker", "walk"); ``"walker-run"`` -> ("walker", "run")."""
+    from envs.registry import list_tasks, parse_task
+
+    if "-" in name:
+        return parse_task(name)
+    if name in DEFAULT_TASKS:
+        return name, DEFAULT_TASKS[name]
+    for task in list_tasks():
+        domain, rest = parse_task(task)
+        if domain == name:
+            return domain, rest
+    raise KeyError(f"unknown domain={name!r}; run `python -m envs.registry` to list tasks")
+
+
+def load_policy(spec: str) -> Callable[[np.ndarray, np.random.Generator, Any], np.ndarray]:
+    """``"random"`` or ``"module:function"``."""
+    if spec == "random":
+        def random_policy(obs, rng, space):
+            return rng.uniform(space.low, space.high).astype(np.float32)
+
+        return random_policy
+    if ":" not in spec:
+        raise ValueError(f"policy={spec!r} must be 'random' or 'module:function'")
+    module, func = spec.split(":", 1)
+    return getattr(importlib.import_module(module), func)
+
+
+def collect_domain(out: str, name: str, frames: int, episode_frames: int, image_size: int,
+                   action_repeat: int | None, seed: int, policy: str) -> dict[str, Any]:
+    """Render ``frames`` frames of task ``name`` into ``out/<domain>``; returns manifest info."""
+    from envs.registry import make_env
+
+    domain, task = resolve_task(name)
+    folder = Path(out) / domain
+    folder.mkdir(parents=True, exist_ok=True)
+    act = load_policy(policy)
+    env = make_env(f"{domain}-{task}", image_size=image_size, frame_stack=1,
+                   action_repeat=action_repeat, seed=seed)
+    rng = np.random.default_rng(seed)
+    files, episodes, steps, states, internals, actions = [], [], [], [], [], []
+    start = time.perf_counter()
+    try:
+        episode = 0
+        while len(files) < frames:
+            obs, info = env.reset(seed=seed * 100_003 + episode)
+            for step in range(episode_frames):
+                if len(files) >= frames:
+                    break
+                action = np.asarray(act(obs, rng, env.action_space), dtype=np.float32)
+                fname = f"{len(files):05d}.png"
+                Image.fromarray(np.ascontiguousarray(obs.transpose(1, 2, 0))).save(folder / fname)
+                files.append(fname)
+                episodes.append(episode)
+                steps.append(step)
+                states.append(np.asarray(info["state"], dtype=np.float64))
+                internals.append(np.asarray(info["internal_state"], dtype=np.float64))
+                actions.append(action)
+                obs, _, terminated, truncated, info = env.step(action)
+                if terminated or truncated:
+                    break
+            episode += 1
+        repeat = int(env.action_repeat)
+    finally:
+        env.close()
+    np.savez(folder / "frames.npz", files=np.array(files), episode=np.array(episodes),
+             step=np.array(steps), state=np.stack(states), internal_state=np.stack(internals),
+             action=np.stack(actions))
+    seconds = time.perf_counter() - start
+    log.info("%s-%s: %d frames, %d episodes, %.1f s", domain, task, len(files), episode, seconds)
+    return {"domain": domain, "task": task, "frames": len(files), "episodes": episode,
+            "action_repeat": repeat, "state_dim": int(states[0].shape[0]),
+            "internal_state_dim": int(internals[0].shape[0]), "seconds": round(seconds, 2)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--domains", default="cartpole,walker,cheetah,finger,reacher,ball_in_cup",
+                   help="comma-separated domains or domain-task names")
+    p.add_argument("--frames-per-domain", type=int, default=400)
+    p.add_argument("--episode-frames", type=int, default=50,
+                   help="frames per episode before a reset (consecutive agent steps)")
+    p.add_argument("--image-size", type=int, default=84, help="rendered side, pixels")
+    p.add_argument("--action-repeat", type=int, default=None,
+                   help="physics steps per frame (default: CURL's per task, else 4)")
+    p.add_argument("--policy", default="random", help="'random' or 'module:function'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="domains rendered in parallel")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    for name in ("frames_per_domain", "episode_frames", "image_size", "workers"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name}={getattr(args, name)} must be >= 1")
+    names = [d.strip() for d in args.domains.split(",") if d.strip()]
+    if not names:
+        raise ValueError("domains is empty: pass e.g. --domains cartpole,walker")
+    resolved = [resolve_task(n) for n in names]
+    if len({d for d, _ in resolved}) != len(resolved):
+        raise ValueError(f"domains={args.domains!r} names a domain twice (folders are per domain)")
+    jobs = [(args.out, f"{d}-{t}", args.frames_per_domain, args.episode_frames, args.image_size,
+             args.action_repeat, args.seed + 7919 * i, args.policy)
+            for i, (d, t) in enumerate(resolved)]
+    if args.workers > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+            infos = list(pool.map(collect_domain, *zip(*jobs)))
+    else:
+        infos = [collect_domain(*job) for job in jobs]
+    manifest = {"image_size": args.image_size, "episode_frames": args.episode_frames,
+                "frames_per_domain": args.frames_per_domain, "policy": args.policy,
+                "seed": args.seed, "domains": infos}
+    Path(args.out, "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Learning curves and a results table from committed run logs (CURL on DMControl, MoCo).
+
+Reads ``<results>/dmc/<task>/seed_<s>/eval.csv`` (written by ``experiments.train_dmc``: column
+``step`` = environment steps, ``episode_reward`` = mean return of the evaluation episodes) and
+writes
+
+- ``<out>/plots/<task>.png``: mean over seeds with the min-max band (thin lines: each seed),
+  CURL's published 100k and 500k scores drawn as reference marks;
+- ``<out>/plots/dmc_curves.png``: all tasks on one figure;
+- ``<out>/dmc_table.md``: ours at 100k and 500k environment steps (mean +- std over seeds)
+  beside CURL's numbers.
+
+Optionally (when present) ``<results>/moco/<run>/epoch.csv`` (``experiments.pretrain_moco``):
+``<out>/plots/moco.png`` (loss and kNN accuracy per epoch) and ``<out>/moco_table.md``.
+
+    python -m experiments.plot_results [--results experiments/results] [--out experiments/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: CURL (Laskin et al. 2020), Table 1, pixel-based CURL, mean of 10 seeds, environment steps.
+CURL_PAPER: dict[str, dict[int, float]] = {
+    "finger-spin": {100_000: 767.0, 500_000: 926.0},
+    "cartpole-swingup": {100_000: 582.0, 500_000: 841.0},
+    "reacher-easy": {100_000: 538.0, 500_000: 929.0},
+    "cheetah-run": {100_000: 299.0, 500_000: 518.0},
+    "walker-walk": {100_000: 403.0, 500_000: 902.0},
+    "ball_in_cup-catch": {100_000: 769.0, 500_000: 959.0},
+}
+MILESTONES: tuple[int, ...] = (100_000, 500_000)
+STEP_COLUMN = "step"
+RETURN_COLUMNS: tuple[str, ...] = ("episode_reward", "mean_return", "return")
+#: An evaluation counts for a milestone when it lies within this fraction of it.
+TOLERANCE = 0.02
+
+
+@dataclass
+class Curve:
+    """One seed's evaluation curve: ``steps (N,)`` environment steps, ``returns (N,)``."""
+
+    seed: str
+    steps: np.ndarray
+    returns: np.ndarray
+
+    def at(self, step: int) -> float | None:
+        """Return of the evaluation nearest to ``step`` (within ``TOLERANCE``), else None."""
+        if self.steps.size == 0:
+            return None
+        i = int(np.argmin(np.abs(self.steps - step)))
+        return float(self.returns[i]) if abs(self.steps[i] - step) <= TOLERANCE * step else None
+
+
+def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, returns)`` sorted by step from an ``eval.csv``; the return column is the first
+    of :data:`RETURN_COLUMNS` present. Duplicate steps keep the last row."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    column = next((c for c in RETURN_COLUMNS if c in rows[0]), None)
+    if STEP_COLUMN not in rows[0] or column is None:
+        raise ValueError(f"{path}: needs columns {STEP_COLUMN!r} and one of {RETURN_COLUMNS}, "
+                         f"has {sorted(rows[0])}")
+    by_step = {int(float(r[STEP_COLUMN])): float(r[column]) for r in rows
+               if r[STEP_COLUMN] and r[column]}
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
+
+
+def load_dmc(results: Path) -> dict[str, list[Curve]]:
+    """``{task: [Curve per seed]}`` from ``results/dmc/<task>/seed_<s>/eval.csv``."""
+    out: dict[str, list[Curve]] = {}
+    root = results / "dmc"
+    if not root.is_dir():
+        return out
+    for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        curves = []
+        for seed_dir in sorted(task_dir.glob("seed_*"), key=_seed_key):
+            path = seed_dir / "eval.csv"
+            if path.is_file():
+                steps, returns = read_eval_csv(path)
+                if steps.size:
+                    curves.append(Curve(seed_dir.name.removeprefix("seed_"), steps, returns))
+        if curves:
+            out[task_dir.name] = curves
+    return out
+
+
+def _seed_key(path: Path) -> tuple[int, str]:
+    match = re.search(r"(\d+)$", path.name)
+    return (int(match.group(1)) if match else math.inf, path.name)  # type: ignore[return-value]
+
+
+def mean_band(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """On the union of evaluation steps up to the shortest run's end: ``steps``, ``mean``,
+    ``low`` and ``high`` (min/max over seeds) of the seeds' returns, linearly interpolated."""
+    end = min(int(c.steps[-1]) for c in curves)
+    steps = np.unique(np.concatenate([c.steps[c.steps <= end] for c in curves]))
+    values = np.stack([np.interp(steps, c.steps, c.returns) for c in curves])
+    return steps, values.mean(0), values.min(0), values.max(0)
+
+
+def milestone_stats(curves: Sequence[Curve], step: int) -> tuple[float, float, int] | None:
+    """``(mean, std, n)`` over the seeds that have an evaluation at ``step``."""
+    values = [v for v in (c.at(step) for c in curves) if v is not None]
+    if not values:
+        return None
+    return float(np.mean(values)), float(np.std(values)), len(values)
+
+
+def dmc_table(data: dict[str, list[Curve]]) -> str:
+    """Markdown: ours (mean +- std over seeds) at 100k/500k beside CURL's published scores."""
+    lines = [
+        "| task | ours 100k | CURL 100k | ours - CURL (100k) | ours 500k | CURL 500k "
+        "| ours, latest evaluation |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    tasks = list(CURL_PAPER) + sorted(set(data) - set(CURL_PAPER))
+    for task in tasks:
+        curves = data.get(task, [])
+        paper = CURL_PAPER.get(task, {})
+        cells = [task]
+        for step in MILESTONES:
+            stats = milestone_stats(curves, step) if curves else None
+            ours = (f"{stats[0]:.0f} ± {stats[1]:.0f} (n={stats[2]})" if stats
+                    else "not reached" if curves else "not run")
+            ref = f"{paper[step]:.0f}" if step in paper else "–"
+            if step == MILESTONES[0]:
+                diff = (f"{stats[0] - paper[step]:+.0f}" if stats and step in paper else "–")
+                cells += [ours, ref, diff]
+            else:
+                cells += [ours, ref]
+        if curves:
+            last = [float(c.returns[-1]) for c in curves]
+            steps = sorted({int(c.steps[-1]) for c in curves})
+            at = (f"{steps[0] / 1e3:g}k" if len(steps) == 1
+                  else f"{steps[0] / 1e3:g}k-{steps[-1] / 1e3:g}k")
+            cells.append(f"{np.mean(last):.0f} ± {np.std(last):.0f} at {at} (n={len(last)})")
+        else:
+            cells.append("–")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Environment steps (agent steps x action repeat); ours: mean ± std over seeds "
+                 "of the mean return of 10 evaluation episodes (deterministic policy), at the "
+                 f"evaluation within {TOLERANCE:.0%} of the step count; CURL: Laskin et al. "
+                 "2020, Table 1 (mean of 10 seeds).")
+    return "\n".join(lines) + "\n"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_task(ax, task: str, curves: Sequence[Curve]) -> None:
+    """Mean curve, min-max band, thin per-seed lines and CURL's reference marks on ``ax``."""
+    steps, mean, low, high = mean_band(curves)
+    for c in curves:
+        ax.plot(c.steps / 1e3, c.returns, color="tab:blue", alpha=0.25, linewidth=0.8)
+    ax.fill_between(steps / 1e3, low, high, color="tab:blue", alpha=0.2,
+                    label=f"ours: min-max over {len(curves)} seed(s)")
+    ax.plot(steps / 1e3, mean, color="tab:blue", linewidth=2, label="ours: mean")
+    for step, value in CURL_PAPER.get(task, {}).items():
+        ax.scatter([step / 1e3], [value], marker="*", s=140, color="tab:red", zorder=5,
+                   label="CURL (paper)" if step == MILESTONES[0] else None)
+        ax.axhline(value, color="tab:red", linestyle=":", linewidth=0.8, alpha=0.6)
+    ax.set_title(task)
+    ax.set_xlabel("environment steps (thousands)")
+    ax.set_ylabel("evaluation return")
+    ax.set_ylim(0, 1000)
+    ax.grid(alpha=0.3)
+
+
+def plot_dmc(data: dict[str, list[Curve]], out: Path) -> list[Path]:
+    plt = _plt()
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    written = []
+    for task, curves in data.items():
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        draw_task(ax, task, curves)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = plots / f"{task}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    if data:
+        n = len(data)
+        cols = min(3, n)
+        rows = math.ceil(n / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+        for ax, (task, curves) in zip(axes.flat, data.items()):
+            draw_task(ax, task, curves)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        path = plots / "dmc_curves.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------ MoCo (optional)
+def load_moco(results: Path) -> dict[str, list[dict[str, float]]]:
+    """``{run: rows of epoch.csv}`` from ``results/moco/<run>/epoch.csv``."""
+    out: dict[str, list[dict[str, float]]] = {}
+    for path in sorted((results / "moco").glob("*/epoch.csv")):
+        with path.open(newline="") as handle:
+            rows = [{k: float(v) for k, v in r.items() if v not in ("", None)}
+                    for r in csv.DictReader(handle)]
+        if rows:
+            out[path.parent.name] = rows
+    return out
+
+
+def plot_moco(data: dict[str, list[dict[str, float]]], out: Path) -> list[Path]:
+    if not data:
+        return []
+    plt = _plt()
+    fig, (loss_ax, knn_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for run, rows in data.items():
+        epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+        loss_ax.plot(epochs, [r.get("loss", math.nan) for r in rows], label=run)
+        knn = [(e, r["knn_accuracy"]) for e, r in zip(epochs, rows) if "knn_accuracy" in r]
+        if knn:
+            knn_ax.plot(*zip(*knn), marker="o", label=run)
+    loss_ax.set(xlabel="epoch", ylabel="InfoNCE loss", title="MoCo training loss")
+    knn_ax.set(xlabel="epoch", ylabel="kNN accuracy", title="kNN monitor (held-out)")
+    for ax in (loss_ax, knn_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    path = out / "plots" / "moco.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def moco_table(data: dict[str, list[dict[str, float]]]) -> str:
+    lines = ["| run | epochs | final loss | final kNN accuracy |", "|---|---|---|---|"]
+    for run, rows in data.items():
+        last = rows[-1]
+        knn = next((r["knn_accuracy"] for r in reversed(rows) if "knn_accuracy" in r), None)
+        lines.append(f"| {run} | {last.get('epoch', len(rows)):.0f} | "
+                     f"{last.get('loss', math.nan):.3f} | "
+                     f"{'–' if knn is None else f'{knn:.3f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> dict[str, list[str]]:
+    root = Path(__file__).resolve().parent / "results"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(root), help="folder holding dmc/ and moco/")
+    parser.add_argument("--out", default=None, help="where PNGs and tables go (default: "
+                        "--results)")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, list[str]] = {"plots": [], "tables": []}
+
+    dmc = load_dmc(results)
+    table = out / "dmc_table.md"
+    table.write_text(dmc_table(dmc))
+    written["tables"].append(str(table))
+    written["plots"] += [str(p) for p in plot_dmc(dmc, out)]
+    print(table.read_text())
+    if not dmc:
+        print(f"no runs under {results / 'dmc'} (expected <task>/seed_<s>/eval.csv); "
+              "run scripts/run_curl_benchmark.sh on a GPU")
+
+    moco = load_moco(results)
+    if moco:
+        table = out / "moco_table.md"
+        table.write_text(moco_table(moco))
+        written["tables"].append(str(table))
+        written["plots"] += [str(p) for p in plot_moco(moco, out)]
+        print(table.read_text())
+    for path in written["plots"]:
+        print(f"wrote {path}")
+    return written
+
+
+if __name__ == "__main__":
+    main()

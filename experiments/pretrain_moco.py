@@ -1,0 +1,36 @@
+"""MoCo pretraining: ``python -m experiments.pretrain_moco --data DIR --preset mocov2 --arch
+resnet18 ...`` in one process (CPU or one GPU), or unchanged under
+``torchrun --nproc_per_node N -m experiments.pretrain_moco ...`` (DDP; ``--batch-size`` is global).
+
+Every field of :class:`curl_moco.pretrain.config.MocoConfig` is a flag (``--help`` lists them);
+presets (``--preset mocov1|mocov2|mocov3``) come from ``experiments/configs/moco.py`` and explicit
+flags override them. Outputs in ``--run-dir``: config.json, run.json, train.csv, epoch.csv,
+tb/, checkpoint.pt (resumed automatically), encoder.pt (+ backbone_torchvision.pt for ResNets).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from curl_moco.io.config import parse_config
+from curl_moco.pretrain.config import MocoConfig
+from curl_moco.pretrain.trainer import train
+from experiments.configs.moco import MOCO_PRESETS
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    cfg = parse_config(MocoConfig, argv, MOCO_PRESETS, default_preset="mocov2",
+                       description=__doc__)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    result = train(cfg)
+    if is_main:
+        print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Reproduce CURL's DMControl table on one GPU: the six benchmark tasks x seeds, several runs in
+# parallel, then copy each run's small logs into experiments/results/dmc/<task>/seed_<s>/ and
+# draw the learning curves and the table (experiments/plot_results.py).
+#
+#   scripts/run_curl_benchmark.sh                         # 100k env steps, seeds 1 2 3, 6 at once
+#   scripts/run_curl_benchmark.sh --steps 500000 --seeds "1 2 3 4 5"
+#   scripts/run_curl_benchmark.sh --tasks "walker-walk" --seeds 1 -- --batch-size 256
+#   scripts/run_curl_benchmark.sh --collect-only          # copy logs of finished/partial runs, plot
+#   scripts/run_curl_benchmark.sh --bench                 # also the GPU speed benchmarks
+#   scripts/run_curl_benchmark.sh --moco                  # also a MoCo v2 run on DMC frames
+#
+# Runs resume from their checkpoint when the same command is run again (also to extend 100k runs
+# to 500k: same --runs-dir, larger --steps). Arguments after "--" go to experiments.train_dmc.
+# Environment: PYTHON (default .venv/bin/python), MUJOCO_GL (default egl: on NVIDIA it renders on
+# the GPU), OMP_NUM_THREADS (default 2 per run).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+STEPS=100000
+SEEDS="1 2 3"
+# Action repeat 2 first (the longest runs), so the parallel slots drain evenly.
+TASKS="walker-walk finger-spin cheetah-run reacher-easy ball_in_cup-catch cartpole-swingup"
+JOBS=6
+DEVICE=cuda
+RUNS_DIR=runs/curl_benchmark
+RESULTS_DIR=experiments/results
+COLLECT_ONLY=0
+DRY_RUN=0
+BENCH=0
+MOCO=0
+EXTRA=()
+
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --steps) STEPS="$2"; shift 2 ;;
+    --seeds) SEEDS="$2"; shift 2 ;;
+    --tasks) TASKS="$2"; shift 2 ;;
+    --jobs) JOBS="$2"; shift 2 ;;
+    --device) DEVICE="$2"; shift 2 ;;
+    --runs-dir) RUNS_DIR="$2"; shift 2 ;;
+    --results-dir) RESULTS_DIR="$2"; shift 2 ;;
+    --collect-only) COLLECT_ONLY=1; shift ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --bench) BENCH=1; shift ;;
+    --moco) MOCO=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+PYTHON="${PYTHON:-.venv/bin/python}"
+export MUJOCO_GL="${MUJOCO_GL:-egl}"
+export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-$MUJOCO_GL}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+say() { printf '[curl-benchmark %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+if [ "$DRY_RUN" = 0 ] && [ "$COLLECT_ONLY" = 0 ] && [[ "$DEVICE" == cuda* ]]; then
+  "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || {
+    say "no CUDA device visible to torch: run on a GPU machine, or pass --device cpu (slow)"
+    exit 1; }
+fi
+
+run_command() {  # task seed -> the training command, one word per line
+  local task="$1" seed="$2"
+  printf '%s\n' "$PYTHON" -m experiments.train_dmc --preset curl --task "$task" --seed "$seed" \
+    --steps "$STEPS" --run-dir "$RUNS_DIR/$task/seed_$seed" --device "$DEVICE" --no-progress \
+    ${EXTRA[@]+"${EXTRA[@]}"}
+}
+
+collect() {  # task seed: copy the run's small logs into the results tree
+  local task="$1" seed="$2"
+  local src="$RUNS_DIR/$task/seed_$seed" dest="$RESULTS_DIR/dmc/$task/seed_$seed"
+  [ -f "$src/eval.csv" ] || { say "no eval.csv in $src yet"; return 0; }
+  mkdir -p "$dest"
+  for f in eval.csv train.csv config.json; do
+    [ -f "$src/$f" ] && cp "$src/$f" "$dest/$f"
+  done
+  {
+    echo "# command (run from the repository root)"
+    run_command "$task" "$seed" | sed "s|^$PYTHON\$|python|" | tr '\n' ' ' | sed 's/ $/\n/'
+    echo "# commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(
+      git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "# device: $("$PYTHON" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")' 2>/dev/null)"
+    echo "# parallel runs: $JOBS"
+  } > "$dest/command.txt"
+}
+
+train_one() {  # task seed
+  local task="$1" seed="$2" log="$RUNS_DIR/$1/seed_$2.log"
+  mkdir -p "$RUNS_DIR/$task"
+  local cmd=()
+  mapfile -t cmd < <(run_command "$task" "$seed")
+  say "start $task seed $seed -> $log"
+  if "${cmd[@]}" >> "$log" 2>&1; then
+    say "done  $task seed $seed: $(grep -m1 'final evaluation' "$log" | sed 's/^ *//')"
+    collect "$task" "$seed"
+  else
+    say "FAILED $task seed $seed (exit $?); last lines of $log:"
+    tail -n 5 "$log" >&2
+    collect "$task" "$seed"
+    return 1
+  fi
+}
+
+failed=0
+if [ "$COLLECT_ONLY" = 1 ]; then
+  for task in $TASKS; do for seed in $SEEDS; do collect "$task" "$seed"; done; done
+elif [ "$DRY_RUN" = 1 ]; then
+  for seed in $SEEDS; do for task in $TASKS; do
+    run_command "$task" "$seed" | tr '\n' ' '; echo
+  done; done
+  exit 0
+else
+  say "tasks: $TASKS | seeds: $SEEDS | $STEPS env steps | $JOBS runs at a time on $DEVICE"
+  for seed in $SEEDS; do
+    for task in $TASKS; do
+      while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+        wait -n || failed=$((failed + 1))
+      done
+      train_one "$task" "$seed" &
+    done
+  done
+  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=$((failed + 1)); done
+fi
+
+if [ "$MOCO" = 1 ] && [ "$COLLECT_ONLY" = 0 ]; then
+  frames=data/dmc_frames_100
+  if [ ! -f "$frames/manifest.json" ]; then
+    say "rendering the DMC frame data set into $frames"
+    "$PYTHON" -m experiments.collect_frames --out "$frames" --frames-per-domain 2000 \
+      --episode-frames 100 --image-size 100 --workers 6
+  fi
+  moco_run="runs/moco/mocov2-resnet18-dmc"
+  say "MoCo v2 ResNet-18 on $frames -> $moco_run"
+  "$PYTHON" -m experiments.pretrain_moco --preset mocov2 --data "$frames" --arch resnet18 \
+    --small-input --load-size 100 --crop-size 84 --batch-size 256 --queue-size 4096 \
+    --epochs 100 --num-workers 8 --channels-last --run-dir "$moco_run" --no-progress \
+    > "$moco_run.log" 2>&1 || { say "MoCo run failed: see $moco_run.log"; failed=$((failed + 1)); }
+  dest="$RESULTS_DIR/moco/$(basename "$moco_run")"
+  mkdir -p "$dest"
+  for f in epoch.csv train.csv config.json run.json; do
+    [ -f "$moco_run/$f" ] && cp "$moco_run/$f" "$dest/$f"
+  done
+fi
+
+if [ "$BENCH" = 1 ] && [ "$COLLECT_ONLY" = 0 ]; then
+  out=experiments/bench/results/gpu
+  say "GPU benchmarks -> $out"
+  "$PYTHON" -m experiments.bench.bench_replay --device cuda --repeats 50 --out-dir "$out" || failed=$((failed + 1))
+  "$PYTHON" -m experiments.bench.bench_update --device cuda --repeats 30 --warmup 3 \
+    --all-options-at-every-batch --prototype --out-dir "$out" || failed=$((failed + 1))
+  "$PYTHON" -m experiments.bench.bench_pretrain --device cuda --image-size 256 --crop-size 224 \
+    --batch-size 256 --num-workers 8 --num-images 4096 --batches 10 --rounds 2 \
+    --train-steps 10 --out-dir "$out" || failed=$((failed + 1))
+  "$PYTHON" -m experiments.bench.bench_env --out-dir "$out" || failed=$((failed + 1))
+fi
+
+"$PYTHON" -m experiments.plot_results --results "$RESULTS_DIR"
+if [ "$failed" -gt 0 ]; then
+  say "$failed job(s) failed; rerun the same command to resume them"
+  exit 1
+fi

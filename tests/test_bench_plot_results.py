@@ -1,0 +1,54 @@
+"""plot_results on synthetic eval.csv files: PNGs, the Markdown table, milestone statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments import plot_results
+
+
+def write_run(root, task, seed, rows, header="step,episode_reward,episode_reward_std"):
+    folder = root / "dmc" / task / f"seed_{seed}"
+    folder.mkdir(parents=True)
+    lines = [header] + [f"{step},{value},0.0" for step, value in rows]
+    (folder / "eval.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_plot_results_writes_pngs_and_table(tmp_path):
+    steps = range(0, 100_001, 20_000)
+    for seed, offset in ((1, 0.0), (2, 100.0)):
+        write_run(tmp_path, "cartpole-swingup", seed, [(s, s / 200 + offset) for s in steps])
+    # a 500k run whose 100k evaluation is at 100,500 (within the tolerance)
+    write_run(tmp_path, "walker-walk", 1, [(0, 30.0), (100_500, 450.0), (500_000, 910.0)])
+    out = tmp_path / "out"
+    written = plot_results.main(["--results", str(tmp_path), "--out", str(out)])
+    for name in ("cartpole-swingup.png", "walker-walk.png", "dmc_curves.png"):
+        path = out / "plots" / name
+        assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG"
+        assert str(path) in written["plots"]
+    table = (out / "dmc_table.md").read_text()
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
+    # cartpole at 100k: seeds 500 and 600 -> mean 550, std 50; CURL 582 -> -32
+    assert "| 550 ± 50 (n=2) | 582 | -32 | not reached | 841 |" in rows["cartpole-swingup"]
+    assert "| 450 ± 0 (n=1) | 403 | +47 | 910 ± 0 (n=1) | 902 |" in rows["walker-walk"]
+    assert "| not run | 767 | – | not run | 926 | – |" in rows["finger-spin"]
+
+
+def test_milestones_and_band():
+    a = plot_results.Curve("1", np.array([0, 50, 100]), np.array([0.0, 10.0, 20.0]))
+    b = plot_results.Curve("2", np.array([0, 100, 200]), np.array([0.0, 40.0, 80.0]))
+    assert a.at(100) == 20.0 and a.at(150) is None
+    mean, std, n = plot_results.milestone_stats([a, b], 100)
+    assert (mean, std, n) == (30.0, 10.0, 2)
+    steps, avg, low, high = plot_results.mean_band([a, b])
+    assert steps.tolist() == [0, 50, 100]  # up to the shortest run's end
+    assert avg.tolist() == [0.0, 15.0, 30.0]  # b interpolated to 20 at step 50
+    assert low.tolist() == [0.0, 10.0, 20.0] and high.tolist() == [0.0, 20.0, 40.0]
+
+
+def test_unknown_columns_are_rejected(tmp_path):
+    path = tmp_path / "eval.csv"
+    path.write_text("step,score\n0,1\n")
+    with pytest.raises(ValueError, match="episode_reward"):
+        plot_results.read_eval_csv(path)
