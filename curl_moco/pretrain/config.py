@@ -73,7 +73,8 @@ class MocoConfig:
     channels_last: bool = knob(False, "channels-last memory format (ResNets on GPU)")
     seed: int = knob(0, "seed of model init, data order and augmentation")
     run_dir: str = knob("", "output folder; empty = runs/<name>-<arch>-s<seed>")
-    resume: bool = knob(True, "continue from run_dir/checkpoint.pt when it exists")
+    resume: bool = knob(True, "continue from run_dir/checkpoint.pt when it exists (a checkpoint "
+                              "of another configuration is refused); --no-resume starts over")
     checkpoint_every_steps: int = knob(0, "extra checkpoints every N steps; 0 = end of epoch only")
     log_every_steps: int = knob(10, "training metrics every N steps")
     knn_every_epochs: int = knob(1, "kNN monitor on the held-out split every N epochs; 0 = off")
@@ -108,7 +109,7 @@ class LinearEvalConfig:
     probe_epochs: int = knob(200, "linear probe: full-batch epochs (Adam)")
     probe_lr: float = knob(0.01, "linear probe: Adam learning rate")
     probe_weight_decay: float = knob(1e-4, "linear probe: L2 penalty")
-    ridge_alphas: tuple[float, ...] = knob((0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0),
+    ridge_alphas: tuple[float, ...] = knob((0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6),
                                            "ridge penalties tried (chosen per target by 5-fold CV)")
     target: str = knob("all", "regression target(s) from frames.npz: physics state, the task's "
                               "observation (internal_state), both, or none", choices=TARGETS)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from experiments.bench.common import machine_info, print_table, write_results
+from experiments.bench.common import command_line, machine_info, print_table, write_results
 
 BACKENDS = ("egl", "osmesa")
 
@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     print_table(f"bench_env: {args.task}, frame stack 3, environment steps per second",
                 ["backend", "pixels", "repeat", "ours env-steps/s", "baseline env-steps/s",
                  "ratio"], rows)
-    write_results("bench_env", {"machine": machine_info(), "task": args.task,
+    write_results("bench_env", {"machine": machine_info(),
+                                "command": command_line("experiments.bench.bench_env", argv),
+                                "task": args.task,
                                 "seconds_per_measurement": args.seconds, "results": records},
                   args.out_dir)
 

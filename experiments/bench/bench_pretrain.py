@@ -211,7 +211,7 @@ def moco_step_factory(args: argparse.Namespace, device: torch.device
 
     def make() -> Callable[[Any], None]:
         torch.manual_seed(0)
-        cfg = MocoConfig(data="unused", arch="resnet18", small_input=args.crop_size <= 96,
+        cfg = MocoConfig(data="unused", arch="resnet18", small_input=False,
                          head="mlp", dim=128, queue_size=args.batch_size * 16,
                          temperature=0.2, batch_size=args.batch_size)
         model = build_model(cfg).to(device)
