@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import torch
 
 from envs.gl import select_gl_backend
 
@@ -10,3 +13,12 @@ from envs.gl import select_gl_backend
 def pytest_configure(config: pytest.Config) -> None:
     # Raises envs.gl.GLBackendError with install advice when no backend works on this machine.
     select_gl_backend()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run a test with one torch thread, restoring the previous count afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,13 +9,8 @@ import torch
 
 from experiments.bench import bench_replay, bench_update
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bench_replay_writes_json_with_exact_memory_accounting(tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -16,14 +14,8 @@ from curl_moco.contrastive.augment import (
     random_crop,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is faster and avoids contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _arange_images(b: int, c: int, h: int, w: int, dtype: torch.dtype = torch.long) -> torch.Tensor:

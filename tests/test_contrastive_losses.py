@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 
 from curl_moco.contrastive.losses import InfoNCE, info_nce, info_nce_logits, symmetric_info_nce
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is faster and avoids contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 Matrix = list[list[float]]

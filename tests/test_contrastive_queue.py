@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -14,14 +13,8 @@ import torch.nn.functional as F
 
 from curl_moco.contrastive.queue import KeyQueue
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is faster and avoids contention on the shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _keys(n: int, start: int) -> torch.Tensor:

@@ -16,16 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from curl_moco.rl.config import CURL_BATCH, CURL_LR, CURL_TASK_BATCH, CURL_TASK_LR
-
-#: CURL's six DMControl benchmark tasks and their action repeats (paper, Table 3).
-CURL_TASKS: dict[str, int] = {
-    "finger-spin": 2,
-    "cartpole-swingup": 8,
-    "reacher-easy": 4,
-    "cheetah-run": 4,
-    "walker-walk": 2,
-    "ball_in_cup-catch": 4,
-}
+from envs.registry import CURL_ACTION_REPEAT
 
 QUICKSTART: dict[str, Any] = dict(
     name="quickstart", task="cartpole-swingup", action_repeat=8, image_size=64, crop_size=56,
@@ -46,7 +37,7 @@ CURL_PRESETS: dict[str, dict[str, Any]] = {
     **{
         task: dict(task=task, action_repeat=repeat, lr=CURL_TASK_LR.get(task, CURL_LR),
                    batch_size=CURL_TASK_BATCH.get(task, CURL_BATCH))
-        for task, repeat in CURL_TASKS.items()
+        for task, repeat in CURL_ACTION_REPEAT.items()
     },
     "quickstart": QUICKSTART,
     "smoke": SMOKE,
