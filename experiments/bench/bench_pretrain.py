@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from experiments.bench.common import (
     command_line,
     machine_info,
+    prepare_device,
     print_table,
     synchronize,
     write_results,
@@ -261,13 +262,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out-dir", default=None)
     args = parser.parse_args(argv)
 
-    from curl_moco.runtime import resolve_device
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    device = prepare_device(args.device, args.threads)
     tmp = None
     try:
         if args.data:

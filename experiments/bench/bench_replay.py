@@ -22,6 +22,7 @@ from experiments.bench.baselines import StackedReplayBaseline
 from experiments.bench.common import (
     command_line,
     machine_info,
+    prepare_device,
     print_table,
     time_interleaved,
     write_results,
@@ -94,11 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from curl_moco.contrastive.augment import random_crop
     from curl_moco.rl.replay import ReplayBuffer
-    from curl_moco.runtime import resolve_device
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    device = prepare_device(args.device, args.threads)
     frame_shape = (3, args.image_size, args.image_size)
     k, a = args.frame_stack, args.action_dim
     # One extra slot per episode (its reset frame) so both buffers hold `capacity` transitions.

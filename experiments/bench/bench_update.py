@@ -41,6 +41,7 @@ from experiments.bench.bench_replay import fill
 from experiments.bench.common import (
     command_line,
     machine_info,
+    prepare_device,
     print_table,
     time_interleaved,
     write_results,
@@ -142,13 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     from curl_moco.rl.replay import ReplayBuffer
-    from curl_moco.runtime import resolve_device
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    device = prepare_device(args.device, args.threads)
     options = tuple(args.options) if args.options is not None else DEFAULT_OPTIONS[device.type]
     skipped = {o: "needs CUDA" for o in options if o in CUDA_ONLY and device.type != "cuda"}
     options = tuple(o for o in options if o not in skipped)

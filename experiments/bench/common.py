@@ -38,6 +38,19 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
     return info
 
 
+def prepare_device(name: str, threads: int = 0) -> torch.device:
+    """Set torch's CPU thread count (0 keeps the default), resolve ``name`` ("auto", "cpu",
+    "cuda[:N]") and let cuDNN pick its fastest kernels on CUDA."""
+    from curl_moco.runtime import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(name)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
