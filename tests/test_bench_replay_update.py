@@ -58,17 +58,22 @@ def test_bench_update_runs_baseline_ours_and_an_option(tmp_path):
     assert set(record["best_options"]) <= {"channels_last", "fused_adam"}
 
 
-def test_apply_options_switches_the_agent_and_keeps_it_learning():
+def test_bench_options_map_onto_the_agent_flags():
     from curl_moco.rl.agent import CurlSacAgent
 
-    agent = CurlSacAgent(9, 24, 2, feature_dim=8, hidden_dim=16, num_layers=2, num_filters=4)
-    bench_update.apply_options(agent, ("channels_last", "fused_adam"))
+    assert bench_update.agent_flags(()) == {"channels_last": False, "fused_adam": False,
+                                            "compile_mode": "off", "amp": "off"}
+    flags = bench_update.agent_flags(("channels_last", "fused_adam", "bf16", "cudagraphs"))
+    assert flags == {"channels_last": True, "fused_adam": True,
+                     "compile_mode": "reduce-overhead", "amp": "bf16"}
+    agent = CurlSacAgent(9, 24, 2, feature_dim=8, hidden_dim=16, num_layers=2, num_filters=4,
+                         **bench_update.agent_flags(("channels_last", "fused_adam")))
     conv = agent.critic.encoder.convs[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert agent.actor.encoder.convs[0].weight is conv  # tied weights survive the conversion
     assert all(g["fused"] for o in agent.optimizers().values() for g in o.param_groups)
     with pytest.raises(KeyError, match="unknown options"):
-        bench_update.apply_options(agent, ("warp_drive",))
+        bench_update.agent_flags(("warp_drive",))
 
 
 def test_reference_baseline_and_prototype_updates_learn():

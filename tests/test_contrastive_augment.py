@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
 
 from curl_moco.contrastive.augment import (
+    AUGMENT_BACKENDS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     MocoAugment,
     center_crop,
     crop_at,
+    gaussian_blur,
     random_crop,
+    resized_crop,
+    sample_resized_crops,
 )
 
 # Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
@@ -102,11 +109,15 @@ def test_center_crop_exact() -> None:
     assert center_crop(y, 7)[0, 0, 0, 0].item() == 1 * 11 + 2
 
 
+BACKENDS = pytest.mark.parametrize("backend", AUGMENT_BACKENDS)
+
+
+@BACKENDS
 @pytest.mark.parametrize("recipe", ["v1", "v2"])
-def test_moco_augment_shape_dtype_and_normalisation(recipe: str) -> None:
+def test_moco_augment_shape_dtype_and_normalisation(recipe: str, backend: str) -> None:
     x = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
-    aug = MocoAugment(32, recipe=recipe)
-    raw = MocoAugment(32, recipe=recipe, normalize=False)
+    aug = MocoAugment(32, recipe=recipe, backend=backend)
+    raw = MocoAugment(32, recipe=recipe, normalize=False, backend=backend)
     torch.manual_seed(0)
     y = aug(x)
     torch.manual_seed(0)
@@ -126,8 +137,9 @@ def test_moco_augment_shape_dtype_and_normalisation(recipe: str) -> None:
     assert not torch.allclose(ys[0], ys[1])
 
 
-def test_moco_augment_is_deterministic_under_manual_seed() -> None:
-    aug = MocoAugment(24)
+@BACKENDS
+def test_moco_augment_is_deterministic_under_manual_seed(backend: str) -> None:
+    aug = MocoAugment(24, backend=backend)
     x = torch.rand(4, 3, 32, 32)
     torch.manual_seed(5)
     a = aug(x)
@@ -143,9 +155,10 @@ def test_moco_augment_is_deterministic_under_manual_seed() -> None:
     torch.testing.assert_close(u, f)  # uint8 input == float input in [0, 1]
 
 
+@BACKENDS
 @pytest.mark.parametrize("recipe", ["v1", "v2"])
-def test_moco_augment_same_transform_for_stacked_frames(recipe: str) -> None:
-    aug = MocoAugment(24, recipe=recipe)
+def test_moco_augment_same_transform_for_stacked_frames(recipe: str, backend: str) -> None:
+    aug = MocoAugment(24, recipe=recipe, backend=backend)
     frames = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
     torch.manual_seed(0)
     y = aug(frames.repeat(1, 3, 1, 1))
@@ -161,3 +174,53 @@ def test_moco_augment_bad_settings() -> None:
         MocoAugment(32, blur_kernel_size=4)
     with pytest.raises(ValueError, match="3k"):
         MocoAugment(32)(torch.rand(2, 4, 40, 40))
+    with pytest.raises(ValueError, match="backend='pil'"):
+        MocoAugment(32, backend="pil")
+    with pytest.raises(ValueError, match="kernel_size=41 is too large"):
+        gaussian_blur(torch.rand(1, 3, 16, 16), torch.ones(1), 41)
+
+
+def test_resized_crop_boxes_follow_torchvision_ranges() -> None:
+    g = torch.Generator().manual_seed(0)
+    boxes = sample_resized_crops(4000, 60, 80, scale=(0.2, 1.0), generator=g)
+    left, top, w, h = boxes.unbind(1)
+    assert (left >= 0).all() and (top >= 0).all()
+    assert (left + w <= 80 + 1e-4).all() and (top + h <= 60 + 1e-4).all()
+    area = w * h / (60 * 80)
+    assert area.min() >= 0.2 - 1e-5 and area.max() <= 1.0 + 1e-5
+    ratio = w / h
+    fitted = area < 0.999  # boxes from a successful draw (not the whole-image fallback)
+    assert ratio[fitted].min() >= 3 / 4 - 1e-4 and ratio[fitted].max() <= 4 / 3 + 1e-4
+    # the same area distribution as torchvision's sampler (first fitting draw of 10)
+    torch.manual_seed(0)
+    draws = [T.RandomResizedCrop.get_params(torch.empty(1, 60, 80), [0.2, 1.0], [3 / 4, 4 / 3])
+             for _ in range(4000)]
+    reference = torch.tensor([box_h * box_w / (60 * 80) for _, _, box_h, box_w in draws])
+    assert area.mean() == pytest.approx(reference.mean().item(), abs=0.02)
+    # impossible scale: every draw falls back to the centred whole-image box
+    fallback = sample_resized_crops(3, 60, 80, scale=(2.0, 3.0), generator=g)
+    torch.testing.assert_close(fallback, torch.tensor([[0.0, 0.0, 80.0, 60.0]] * 3))
+
+
+def test_resized_crop_is_exact_on_the_pixel_grid_and_flips() -> None:
+    x = _arange_images(2, 6, 20, 24, dtype=torch.uint8)
+    boxes = torch.tensor([[2.0, 3.0, 8.0, 8.0], [10.0, 0.0, 8.0, 8.0]])
+    out = resized_crop(x, boxes, 8)
+    assert out.dtype == torch.float32 and out.shape == (2, 6, 8, 8)
+    torch.testing.assert_close(out[0], x[0, :, 3:11, 2:10].float(), rtol=0, atol=1e-3)
+    torch.testing.assert_close(out[1], x[1, :, 0:8, 10:18].float(), rtol=0, atol=1e-3)
+    flipped = resized_crop(x, boxes, 8, flip=torch.tensor([True, False]))
+    assert torch.equal(flipped[0], out[0].flip(-1)) and torch.equal(flipped[1], out[1])
+    # the whole image resized = bilinear interpolation (align_corners=False)
+    whole = resized_crop(x.float(), torch.tensor([[0.0, 0.0, 24.0, 20.0]] * 2), 12)
+    torch.testing.assert_close(whole, F.interpolate(x.float(), size=(12, 12), mode="bilinear",
+                                                    align_corners=False), rtol=1e-5, atol=1e-3)
+
+
+def test_gaussian_blur_matches_torchvision_per_image() -> None:
+    x = torch.rand(3, 6, 20, 20)
+    sigma = torch.tensor([0.3, 1.0, 2.0])
+    out = gaussian_blur(x, sigma, 7)
+    for i in range(3):
+        expected = TF.gaussian_blur(x[i], [7, 7], [float(sigma[i])] * 2)
+        torch.testing.assert_close(out[i], expected, rtol=1e-5, atol=1e-5)

@@ -17,12 +17,7 @@ from curl_moco.rl.replay import ReplayBatch
 SMALL = dict(feature_dim=16, hidden_dim=32, num_layers=2, num_filters=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_agent(**kw) -> CurlSacAgent:
@@ -240,3 +235,59 @@ def test_rl_never_imports_pretrain() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any("pretrain" in n for n in names), f"{path.name} imports {names}"
+
+
+def _params_after_updates(agent: CurlSacAgent, updates: int = 4) -> dict[str, torch.Tensor]:
+    for i in range(updates):
+        agent.update(make_batch(seed=i))
+    return {k: v.detach().clone() for k, v in agent.state_dict().items()}
+
+
+def test_reusing_the_anchor_conv_pass_changes_nothing() -> None:
+    """The actor and CURL share one conv pass of the anchor; recomputing it gives the same
+    weights bit for bit (neither the actor step nor the EMA touches the encoder)."""
+    reused = _params_after_updates(make_agent())
+    agent = make_agent()
+    agent.reuse_anchor_conv = False
+    recomputed = _params_after_updates(agent)
+    assert reused.keys() == recomputed.keys()
+    for key in reused:
+        assert torch.equal(reused[key], recomputed[key]), key
+
+
+def test_speed_options_keep_the_maths() -> None:
+    """channels_last and fused Adam change memory layout and kernels, not the update: after a
+    few updates the weights agree with the plain agent to float32 rounding."""
+    plain = _params_after_updates(make_agent(channels_last=False, fused_adam=False))
+    fast_agent = make_agent(channels_last=True, fused_adam=True)
+    conv = fast_agent.critic.encoder.convs[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert all(g["fused"] for g in fast_agent.critic_optimizer.param_groups)
+    fast = _params_after_updates(fast_agent)
+    for key in plain:
+        torch.testing.assert_close(fast[key], plain[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_bf16_autocast_update_runs_and_stays_close() -> None:
+    agent = make_agent(amp="bf16")
+    metrics = agent.update(make_batch())
+    assert all(torch.isfinite(v).all() for v in metrics.values())
+    reference = make_agent().update(make_batch())
+    assert float(metrics["critic_loss"]) == pytest.approx(float(reference["critic_loss"]),
+                                                          rel=0.1)
+
+
+def test_invalid_speed_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="compile_mode"):
+        make_agent(compile_mode="fastest")
+    with pytest.raises(ValueError, match="amp"):
+        make_agent(amp="fp8")
+
+
+def test_checkpoint_keeps_the_loading_agents_adam_kind() -> None:
+    fused = make_agent(fused_adam=True)
+    fused.update(make_batch())
+    plain = make_agent(fused_adam=False)
+    plain.load_checkpoint_state(fused.checkpoint_state())
+    assert all(not g["fused"] for opt in plain.optimizers().values() for g in opt.param_groups)
+    plain.update(make_batch(seed=1))  # and it still steps

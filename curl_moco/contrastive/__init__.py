@@ -4,13 +4,18 @@ Used by both :mod:`curl_moco.rl` (CURL) and :mod:`curl_moco.pretrain` (MoCo); it
 """
 
 from curl_moco.contrastive.augment import (
+    AUGMENT_BACKENDS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     MocoAugment,
     center_crop,
     crop_at,
+    gaussian_blur,
     random_crop,
+    resized_crop,
+    sample_resized_crops,
 )
+from curl_moco.contrastive.color import apply_color_twist, color_twist, sample_color_jitter
 from curl_moco.contrastive.encoders import (
     BACKBONES,
     PixelEncoder,
@@ -31,6 +36,7 @@ from curl_moco.contrastive.momentum import MomentumEncoder, ema_update
 from curl_moco.contrastive.queue import KeyQueue, gather_from_all_ranks
 
 __all__ = [
+    "AUGMENT_BACKENDS",
     "BACKBONES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -42,15 +48,21 @@ __all__ = [
     "PixelEncoder",
     "ProjectionHead",
     "ResNetBackbone",
+    "apply_color_twist",
     "center_crop",
+    "color_twist",
     "conv_output_size",
     "curl_init_",
     "crop_at",
     "ema_update",
     "gather_from_all_ranks",
+    "gaussian_blur",
     "info_nce",
     "info_nce_logits",
     "make_backbone",
     "random_crop",
+    "resized_crop",
+    "sample_color_jitter",
+    "sample_resized_crops",
     "symmetric_info_nce",
 ]

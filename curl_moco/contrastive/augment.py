@@ -2,22 +2,28 @@
 
 - :func:`random_crop` / :func:`crop_at` / :func:`center_crop`: CURL's crops of frame stacks
   ``(B, 3k, H, W)``; one offset per sample shared by all channels; uint8 or float.
-- :class:`MocoAugment`: MoCo v1/v2 augmentation with kornia (resized crop, colour jitter,
-  greyscale, blur, flip) -> normalised float ``(B, 3k, size, size)``.
+- :func:`sample_resized_crops` / :func:`resized_crop` / :func:`gaussian_blur`: batched
+  RandomResizedCrop (+ flip) and per-image-sigma Gaussian blur.
+- :class:`MocoAugment`: MoCo v1/v2 augmentation (resized crop, colour jitter, greyscale, blur,
+  flip) -> normalised float ``(B, 3k, size, size)``; fused batched ops or kornia.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from kornia.augmentation.container.params import ParamItem
 from torch import nn
 
+from curl_moco.contrastive.color import apply_color_twist, color_twist, sample_color_jitter
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-RECIPES: tuple[str, ...] = ("v1", "v2")
 
 
 def _check_crop(x: torch.Tensor, size: int) -> None:
@@ -89,6 +95,90 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
+def sample_resized_crops(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float] = (0.2, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    attempts: int = 10,
+) -> torch.Tensor:
+    """torchvision's RandomResizedCrop box draw for ``n`` images, vectorised -> ``(n, 4)`` float
+    ``(left, top, box_width, box_height)`` in pixels (sub-pixel boxes, no rounding).
+
+    Area fraction ``U[scale]``, log aspect ratio uniform in ``log(ratio)``, position uniform;
+    the first of ``attempts`` draws that fits the image is used; if none fits, the largest
+    centred box with aspect ratio clamped to ``ratio`` (torchvision's fallback)."""
+    device = torch.device(device)
+    area = height * width * (scale[0] + (scale[1] - scale[0])
+                             * torch.rand(n, attempts, generator=generator, device=device))
+    log_ratio = (math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0]))
+                 * torch.rand(n, attempts, generator=generator, device=device))
+    aspect = torch.exp(log_ratio)
+    box_w, box_h = torch.sqrt(area * aspect), torch.sqrt(area / aspect)
+    fits = (box_w <= width) & (box_h <= height)
+    first = torch.argmax(fits.to(torch.uint8), dim=1, keepdim=True)  # first fitting attempt
+    box_w, box_h = box_w.gather(1, first).squeeze(1), box_h.gather(1, first).squeeze(1)
+    any_fit = fits.any(dim=1)
+    image_ratio = width / height
+    if image_ratio < ratio[0]:
+        fallback_w, fallback_h = float(width), width / ratio[0]
+    elif image_ratio > ratio[1]:
+        fallback_w, fallback_h = height * ratio[1], float(height)
+    else:
+        fallback_w, fallback_h = float(width), float(height)
+    box_w = torch.where(any_fit, box_w, torch.full_like(box_w, fallback_w))
+    box_h = torch.where(any_fit, box_h, torch.full_like(box_h, fallback_h))
+    left = (width - box_w) * torch.rand(n, generator=generator, device=device)
+    top = (height - box_h) * torch.rand(n, generator=generator, device=device)
+    left = torch.where(any_fit, left, (width - box_w) / 2)
+    top = torch.where(any_fit, top, (height - box_h) / 2)
+    return torch.stack([left, top, box_w, box_h], dim=1)
+
+
+def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: int,
+                 flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop ``boxes (N, 4)`` = (left, top, width, height) pixels out of ``x (N, C, H, W)`` and
+    resize each to ``(size, size)`` by bilinear sampling, mirrored left-right where
+    ``flip (N,)`` is True: one batched ``grid_sample`` for all images -> float ``(N, C, size,
+    size)`` (uint8 input is converted to float with its values kept)."""
+    n, _, height, width = x.shape
+    left, top, box_w, box_h = boxes.to(device=x.device, dtype=torch.float32).unbind(1)
+    scale_x, scale_y = box_w / width, box_h / height
+    if flip is not None:
+        scale_x = torch.where(flip.to(x.device), -scale_x, scale_x)
+    # Output pixel centres in [-1, 1] (align_corners=False) mapped to input coordinates; the map
+    # is axis-aligned, so the grid is an outer sum (cheaper than affine_grid's matrix product).
+    centres = (2 * torch.arange(size, device=x.device, dtype=torch.float32) + 1) / size - 1
+    grid_x = scale_x[:, None] * centres + ((2 * left + box_w) / width - 1)[:, None]  # (N, size)
+    grid_y = scale_y[:, None] * centres + ((2 * top + box_h) / height - 1)[:, None]
+    grid = torch.stack([grid_x[:, None, :].expand(n, size, size),
+                        grid_y[:, :, None].expand(n, size, size)], dim=3)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Blur each image of ``x (N, C, H, W)`` float with its own ``sigma (N,)`` (pixels): a
+    separable ``kernel_size`` Gaussian with reflect padding (torchvision's GaussianBlur), as two
+    grouped convolutions over all N * C planes at once."""
+    n, channels, height, width = x.shape
+    if kernel_size % 2 == 0 or kernel_size < 1:
+        raise ValueError(f"kernel_size={kernel_size} must be a positive odd number")
+    radius = kernel_size // 2
+    if radius >= min(height, width):
+        raise ValueError(f"kernel_size={kernel_size} is too large for {height}x{width} images")
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (t / sigma.to(x.dtype).view(-1, 1)) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(channels, dim=0)
+    planes = F.pad(x.reshape(1, n * channels, height, width), (radius,) * 4, mode="reflect")
+    planes = F.conv2d(planes, kernel.view(-1, 1, kernel_size, 1), groups=n * channels)
+    planes = F.conv2d(planes, kernel.view(-1, 1, 1, kernel_size), groups=n * channels)
+    return planes.view(n, channels, height, width)
+
+
 def default_blur_kernel_size(size: int) -> int:
     """Odd Gaussian kernel side of about 10 % of the output image (SimCLR/MoCo v2), at least 3."""
     return max(3, int(0.1 * size) // 2 * 2 + 1)
@@ -96,6 +186,30 @@ def default_blur_kernel_size(size: int) -> int:
 
 # Parameter entries of kornia 0.9 augmentations that are not per-sample.
 _UNBATCHED_PARAMS = frozenset({"order", "forward_input_shape"})
+AUGMENT_BACKENDS: tuple[str, ...] = ("fused", "kornia")
+
+
+@dataclass(frozen=True)
+class MocoRecipe:
+    """Strengths and probabilities of one MoCo augmentation recipe."""
+
+    jitter: tuple[float, float, float, float]  # brightness, contrast, saturation, hue
+    jitter_p: float
+    grayscale_p: float
+    grayscale_first: bool  # v1 greys before the jitter, v2 after
+    blur_p: float
+    scale: tuple[float, float] = (0.2, 1.0)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    flip_p: float = 0.5
+
+
+MOCO_RECIPES: dict[str, MocoRecipe] = {
+    "v1": MocoRecipe(jitter=(0.4, 0.4, 0.4, 0.4), jitter_p=1.0, grayscale_p=0.2,
+                     grayscale_first=True, blur_p=0.0),
+    "v2": MocoRecipe(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, grayscale_p=0.2,
+                     grayscale_first=False, blur_p=0.5),
+}
+RECIPES: tuple[str, ...] = tuple(MOCO_RECIPES)
 
 
 class MocoAugment(nn.Module):
@@ -108,12 +222,18 @@ class MocoAugment(nn.Module):
     RandomGrayscale(0.2), GaussianBlur(sigma 0.1-2, p=0.5, kernel ``blur_kernel_size``, default
     about 10 % of ``size``), horizontal flip.
 
-    Frame stacks (C = 3k): the batch is viewed as ``(B * k, 3, H, W)`` and kornia's parameters,
-    drawn once per sample, are repeated for the k frames, so all frames of a sample get the same
-    crop, flip, jitter, greyscale and blur. Randomness comes from torch's global RNG (kornia's),
-    so results are reproducible under ``torch.manual_seed`` (on the device the module lives on;
-    it moves itself to the input's device). ``cropping_mode="resample"`` crops
-    all images with one batched warp (kornia's ``"slice"`` loops over the batch).
+    ``backend="fused"`` (default): a handful of batched ops for the whole batch: one
+    ``grid_sample`` does crop, resize and flip (:func:`resized_crop`), one batched matrix product
+    the whole colour chain (:mod:`curl_moco.contrastive.color`: no clamping between the colour
+    ops, hue as a rotation about the grey axis), and two grouped convolutions the blur of the
+    blurred images. ``backend="kornia"``: kornia's ops, one per step, with torchvision's exact
+    colour semantics (HSV hue shift, clamping after every op); several times slower, most of all
+    on a CPU (``experiments/bench/bench_pretrain.py``).
+
+    Frame stacks (C = 3k): every frame of a sample gets the same crop, flip, jitter, greyscale
+    and blur (the colour ops act per RGB frame). Randomness comes from torch's global RNG on the
+    input's device, so results are reproducible under ``torch.manual_seed``.
+    ``cropping_mode`` is kornia's (``"resample"``: one batched warp; ``"slice"``: a loop).
     """
 
     mean: torch.Tensor
@@ -127,11 +247,14 @@ class MocoAugment(nn.Module):
         std: Sequence[float] = IMAGENET_STD,
         normalize: bool = True,
         blur_kernel_size: int | None = None,
+        backend: str = "fused",
         cropping_mode: str = "resample",
     ) -> None:
         super().__init__()
-        if recipe not in RECIPES:
+        if recipe not in MOCO_RECIPES:
             raise ValueError(f"recipe={recipe!r} is not one of {RECIPES}")
+        if backend not in AUGMENT_BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {AUGMENT_BACKENDS}")
         if size < 1:
             raise ValueError(f"size={size} must be >= 1")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
@@ -141,27 +264,76 @@ class MocoAugment(nn.Module):
             raise ValueError(f"blur_kernel_size={kernel} must be a positive odd number")
         self.size = size
         self.recipe = recipe
+        self.params = MOCO_RECIPES[recipe]
         self.normalize = normalize
-        crop = K.RandomResizedCrop((size, size), scale=(0.2, 1.0), cropping_mode=cropping_mode)
-        flip = K.RandomHorizontalFlip(p=0.5)
-        if recipe == "v1":
-            ops: list[nn.Module] = [
-                crop,
-                K.RandomGrayscale(p=0.2),
-                K.ColorJitter(0.4, 0.4, 0.4, 0.4, p=1.0),
-                flip,
-            ]
-        else:
-            ops = [
-                crop,
-                K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
-                K.RandomGrayscale(p=0.2),
-                K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=0.5),
-                flip,
-            ]
-        self.pipeline = K.AugmentationSequential(*ops)
+        self.backend = backend
+        self.blur_kernel_size = kernel
+        self.pipeline = (self._kornia_pipeline(self.params, size, kernel, cropping_mode)
+                         if backend == "kornia" else None)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    @staticmethod
+    def _kornia_pipeline(recipe: MocoRecipe, size: int, kernel: int, cropping_mode: str
+                         ) -> K.AugmentationSequential:
+        crop = K.RandomResizedCrop((size, size), scale=recipe.scale, cropping_mode=cropping_mode)
+        jitter = K.ColorJitter(*recipe.jitter, p=recipe.jitter_p)
+        grey = K.RandomGrayscale(p=recipe.grayscale_p)
+        ops: list[nn.Module] = [crop, *((grey, jitter) if recipe.grayscale_first
+                                        else (jitter, grey))]
+        if recipe.blur_p > 0:
+            ops.append(K.RandomGaussianBlur((kernel, kernel), recipe.blur_sigma, p=recipe.blur_p))
+        ops.append(K.RandomHorizontalFlip(p=recipe.flip_p))
+        return K.AugmentationSequential(*ops)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3k, H, W)`` uint8 or float [0, 1] -> float32 ``(B, 3k, size, size)``."""
+        if x.dim() != 4 or x.shape[1] % 3 != 0:
+            raise ValueError(f"expected images (B, 3k, H, W), got shape {tuple(x.shape)}")
+        if self.mean.device != x.device:
+            self.to(x.device)  # kornia draws its parameters on the module's device
+        batch, channels = x.shape[:2]
+        out = self._fused(x) if self.pipeline is None else self._kornia(x)
+        out = out.view(batch * (channels // 3), 3, self.size, self.size)
+        if self.normalize:
+            out = (out - self.mean) / self.std
+        return out.reshape(batch, channels, self.size, self.size)
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        """Float ``(B, 3k, size, size)`` in [0, 1], not normalised."""
+        recipe, size = self.params, self.size
+        batch, channels, height, width = x.shape
+        frames, device = channels // 3, x.device
+        boxes = sample_resized_crops(batch, height, width, recipe.scale, device=device)
+        flip = torch.rand(batch, device=device) < recipe.flip_p
+        views = resized_crop(x, boxes, size, flip)
+        if x.dtype == torch.uint8:
+            views = views.mul_(1 / 255)
+        flat = views.view(batch * frames, 3, size, size)
+        jitter = sample_color_jitter(batch, *recipe.jitter, recipe.jitter_p, recipe.grayscale_p,
+                                     device=device).repeat_interleave(frames)
+        matrix, offset = color_twist(jitter, flat.mean(dim=(2, 3)), recipe.grayscale_first)
+        views = apply_color_twist(flat, matrix, offset).view(batch, channels, size, size)
+        if recipe.blur_p > 0:
+            blurred = torch.rand(batch, device=device) < recipe.blur_p
+            low, high = recipe.blur_sigma
+            sigma = low + (high - low) * torch.rand(batch, device=device)
+            index = blurred.nonzero().squeeze(1)
+            if index.numel() > 0:
+                views[index] = gaussian_blur(views[index], sigma[index], self.blur_kernel_size)
+        return views
+
+    def _kornia(self, x: torch.Tensor) -> torch.Tensor:
+        """Float ``(B * k, 3, size, size)`` in [0, 1], not normalised."""
+        batch, channels, height, width = x.shape
+        frames = channels // 3
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        flat = x.reshape(batch * frames, 3, height, width)
+        params = self.pipeline.forward_parameters(torch.Size((batch, 3, height, width)))
+        if frames > 1:
+            params = self._repeat_params(params, frames, flat.shape)
+        return self.pipeline(flat, params=params)
 
     @staticmethod
     def _repeat_params(params: list[ParamItem], frames: int, shape: torch.Size) -> list[ParamItem]:
@@ -184,24 +356,6 @@ class MocoAugment(nn.Module):
             out.append(ParamItem(item.name, data))
         return out
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3k, H, W)`` uint8 or float [0, 1] -> float32 ``(B, 3k, size, size)``."""
-        if x.dim() != 4 or x.shape[1] % 3 != 0:
-            raise ValueError(f"expected images (B, 3k, H, W), got shape {tuple(x.shape)}")
-        if self.mean.device != x.device:
-            self.to(x.device)  # kornia draws its parameters on the module's device
-        batch, channels, height, width = x.shape
-        frames = channels // 3
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        flat = x.reshape(batch * frames, 3, height, width)
-        params = self.pipeline.forward_parameters(torch.Size((batch, 3, height, width)))
-        if frames > 1:
-            params = self._repeat_params(params, frames, flat.shape)
-        out = self.pipeline(flat, params=params)
-        if self.normalize:
-            out = (out - self.mean) / self.std
-        return out.reshape(batch, channels, self.size, self.size)
-
     def extra_repr(self) -> str:
-        return f"size={self.size}, recipe={self.recipe!r}, normalize={self.normalize}"
+        return (f"size={self.size}, recipe={self.recipe!r}, backend={self.backend!r}, "
+                f"normalize={self.normalize}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from curl_moco.contrastive.augment import AUGMENT_BACKENDS
 from curl_moco.contrastive.encoders import BACKBONES, HEAD_KINDS
 from curl_moco.io.config import knob
 from curl_moco.pretrain.transforms import AUGMENT_RECIPES
@@ -31,6 +32,9 @@ class MocoConfig:
     crop_size: int = knob(224, "side of the augmented views fed to the network, pixels")
     frame_stack: int = knob(1, "consecutive frames stacked on channels (needs frames.npz)")
     augment: str = knob("v2", "view augmentation recipe", choices=AUGMENT_RECIPES)
+    augment_backend: str = knob("fused", "v1/v2 ops: fused (few batched ops; hue as a rotation "
+                                "about the grey axis) or kornia (torchvision's exact colour "
+                                "semantics, slower)", choices=AUGMENT_BACKENDS)
     num_workers: int = knob(4, "data loader worker processes per rank")
     # --- model
     name: str = knob("moco", "run name prefix (presets set mocov1/v2/v3)")

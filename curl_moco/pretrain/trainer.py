@@ -159,7 +159,8 @@ class PretrainRun:
             self.model.to(memory_format=torch.channels_last)
         normalize = cfg.arch != "pixel"
         channels = 3 * cfg.frame_stack
-        self.augment = ViewAugment(cfg.augment, cfg.crop_size, channels, normalize).to(self.device)
+        self.augment = ViewAugment(cfg.augment, cfg.crop_size, channels, normalize,
+                                   cfg.augment_backend).to(self.device)
         self.eval_transform = EvalTransform(cfg.crop_size, channels, normalize).to(self.device)
         self.base_lr = cfg.lr * (cfg.batch_size / cfg.lr_scale_batch if cfg.lr_scale_batch else 1)
         self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(), lr=self.base_lr,

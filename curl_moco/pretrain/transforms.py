@@ -1,7 +1,7 @@
 """Device-side image transforms for pretraining and evaluation (batched, on the batch's device).
 
 Training views: ``uint8 (B, 3k, H, W)`` from the loader -> float ``(B, 3k, size, size)``.
-Recipes: ``"v1"`` / ``"v2"`` (:class:`~curl_moco.contrastive.augment.MocoAugment`, kornia) and
+Recipes: ``"v1"`` / ``"v2"`` (:class:`~curl_moco.contrastive.augment.MocoAugment`) and
 ``"crop"`` (CURL's random crop only, what the agent's encoder sees during RL).
 Evaluation: centre crop to ``size`` (identity when the decoded image already has that size).
 
@@ -46,7 +46,8 @@ class _Normalize(nn.Module):
 class ViewAugment(nn.Module):
     """One random view per image: ``uint8 (B, C, H, W)`` -> float32 ``(B, C, size, size)``."""
 
-    def __init__(self, recipe: str, size: int, channels: int, normalize: bool) -> None:
+    def __init__(self, recipe: str, size: int, channels: int, normalize: bool,
+                 backend: str = "fused") -> None:
         super().__init__()
         if recipe not in AUGMENT_RECIPES:
             raise ValueError(f"augment={recipe!r} is not one of {AUGMENT_RECIPES}")
@@ -54,7 +55,8 @@ class ViewAugment(nn.Module):
             raise ValueError(f"channels={channels} must be a multiple of 3 (RGB frames)")
         self.recipe = recipe
         self.size = size
-        self.moco = MocoAugment(size, recipe, normalize=normalize) if recipe != "crop" else None
+        self.moco = (MocoAugment(size, recipe, normalize=normalize, backend=backend)
+                     if recipe != "crop" else None)
         self.norm = _Normalize(channels, normalize)
 
     @torch.no_grad()

@@ -54,6 +54,8 @@ from curl_moco.rl.networks import Actor, Critic
 from curl_moco.rl.replay import ReplayBatch
 
 SIMILARITIES = ("bilinear", "cosine")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+AMP_MODES = ("off", "bf16")
 
 
 @contextlib.contextmanager
@@ -88,11 +90,16 @@ class CurlSacAgent(nn.Module):
                  curl_update_freq: int = 1, curl_latent_dim: int | None = None,
                  similarity: str = "bilinear", curl_temperature: float = 1.0,
                  queue_size: int = 0, actor_log_std_min: float = -10.0,
-                 actor_log_std_max: float = 2.0, device: torch.device | str = "cpu",
-                 seed: int = 0) -> None:
+                 actor_log_std_max: float = 2.0, channels_last: bool = True,
+                 fused_adam: bool = True, compile_mode: str = "off", amp: str = "off",
+                 device: torch.device | str = "cpu", seed: int = 0) -> None:
         super().__init__()
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity={similarity!r} is not one of {SIMILARITIES}")
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode={compile_mode!r} is not one of {COMPILE_MODES}")
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}")
         if queue_size > 0 and similarity != "cosine":
             raise ValueError(
                 f"queue_size={queue_size} needs similarity='cosine' (the queue stores "
@@ -108,6 +115,7 @@ class CurlSacAgent(nn.Module):
         self.curl_update_freq = int(curl_update_freq)
         self.target_entropy = -float(action_dim)
         self.num_updates = 0
+        self.reuse_anchor_conv = True  # False recomputes it (tests compare the two)
 
         def encoder() -> PixelEncoder:
             return PixelEncoder(in_channels, crop_size, feature_dim, num_layers, num_filters)
@@ -134,18 +142,28 @@ class CurlSacAgent(nn.Module):
         self.queue = KeyQueue(latent, queue_size, seed=seed) if queue_size > 0 else None
         self.log_alpha = nn.Parameter(torch.tensor(math.log(init_temperature)))
         self.to(self.device)
+        self.channels_last, self.fused_adam = bool(channels_last), bool(fused_adam)
+        self.compile_mode, self.amp = compile_mode, amp
+        if self.channels_last:  # NHWC conv weights (and so activations): faster convolutions
+            self.to(memory_format=torch.channels_last)
+        if compile_mode != "off":  # the conv stacks hold nearly all of the FLOPs
+            mode = None if compile_mode == "default" else compile_mode
+            for enc in (self.critic.encoder, self.actor.encoder, self.key_encoder.encoder):
+                enc.forward_conv = torch.compile(enc.forward_conv, mode=mode)
 
         betas = (0.9, 0.999)
+        adam = {"fused": True} if self.fused_adam else {}
         tied = {id(p) for p in self.critic.encoder.convs.parameters()}
         actor_params = [p for p in self.actor.parameters() if id(p) not in tied]
         curl_params = list(self.critic.encoder.parameters()) + list(self.info_nce.parameters())
         if self.query_projection is not None:
             curl_params += list(self.query_projection.parameters())
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas)
-        self.actor_optimizer = torch.optim.Adam(actor_params, lr=lr, betas=betas)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=betas,
+                                                 **adam)
+        self.actor_optimizer = torch.optim.Adam(actor_params, lr=lr, betas=betas, **adam)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=alpha_lr,
-                                                betas=(alpha_beta, 0.999))
-        self.curl_optimizer = torch.optim.Adam(curl_params, lr=lr, betas=betas)
+                                                betas=(alpha_beta, 0.999), **adam)
+        self.curl_optimizer = torch.optim.Adam(curl_params, lr=lr, betas=betas, **adam)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
 
     # ------------------------------------------------------------------ properties
@@ -171,18 +189,29 @@ class CurlSacAgent(nn.Module):
     # ------------------------------------------------------------------ learning
     def update(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
         """One CURL-SAC update from a replay batch (``(B, 3k, H, W)`` uint8 stacks). Returns
-        detached scalar metrics (tensors on the device; no host synchronisation here)."""
+        detached scalar metrics (tensors on the device; no host synchronisation here).
+
+        When the actor and CURL both update, the anchor's conv features are computed once
+        (after the critic step) and serve both: the actor detached, CURL with gradients. Neither
+        the actor nor the EMA step changes the encoder, so this equals computing them twice."""
         g = self.generator
-        obs = random_crop(batch.obs, self.crop_size, generator=g)
-        next_obs = random_crop(batch.next_obs, self.crop_size, generator=g)
-        metrics = self.update_critic(obs, batch.action, batch.reward, next_obs, batch.not_done)
-        if self.num_updates % self.actor_update_freq == 0:
-            metrics.update(self.update_actor_and_alpha(obs))
-        if self.num_updates % self.target_update_freq == 0:
-            self.update_targets()
-        if self.num_updates % self.curl_update_freq == 0:
-            positive = random_crop(batch.obs, self.crop_size, generator=g)
-            metrics.update(self.update_curl(obs, positive))
+        actor_due = self.num_updates % self.actor_update_freq == 0
+        curl_due = self.num_updates % self.curl_update_freq == 0
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
+            obs = random_crop(batch.obs, self.crop_size, generator=g)
+            next_obs = random_crop(batch.next_obs, self.crop_size, generator=g)
+            metrics = self.update_critic(obs, batch.action, batch.reward, next_obs,
+                                         batch.not_done)
+            anchor_conv = (self.critic.encoder.forward_conv(obs)
+                           if actor_due and curl_due and self.reuse_anchor_conv else None)
+            if actor_due:
+                metrics.update(self.update_actor_and_alpha(
+                    obs, None if anchor_conv is None else anchor_conv.detach()))
+            if self.num_updates % self.target_update_freq == 0:
+                self.update_targets()
+            if curl_due:
+                positive = random_crop(batch.obs, self.crop_size, generator=g)
+                metrics.update(self.update_curl(obs, positive, anchor_conv))
         self.num_updates += 1
         return metrics
 
@@ -203,10 +232,13 @@ class CurlSacAgent(nn.Module):
         return {"critic_loss": loss.detach(), "q1": q1.detach().mean(),
                 "target_q": target_q.mean()}
 
-    def update_actor_and_alpha(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Policy and temperature losses on detached conv features of ``obs (B, 3k, S, S)``."""
+    def update_actor_and_alpha(self, obs: torch.Tensor, conv: torch.Tensor | None = None
+                               ) -> dict[str, torch.Tensor]:
+        """Policy and temperature losses on detached conv features of ``obs (B, 3k, S, S)``
+        (``conv (B, conv_out_dim)`` when already computed at the current weights)."""
         with torch.no_grad():
-            conv = self.critic.encoder.forward_conv(obs)  # == the actor's convs (tied)
+            if conv is None:
+                conv = self.critic.encoder.forward_conv(obs)  # == the actor's convs (tied)
             critic_features = self.critic.encoder.head(conv)
         action, log_prob, log_std = self.actor.from_conv(conv, generator=self.generator)
         with frozen(self.critic.heads):
@@ -232,21 +264,25 @@ class CurlSacAgent(nn.Module):
         if self.key_projection is not None:
             self.key_projection.update(self.query_projection, self.encoder_tau)
 
-    def curl_embeddings(self, anchor: torch.Tensor, positive: torch.Tensor
+    def curl_embeddings(self, anchor: torch.Tensor, positive: torch.Tensor,
+                        anchor_conv: torch.Tensor | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``query (B, D)`` with gradients and detached ``key (B, D)`` for two crops."""
-        query = self.critic.encoder(anchor)
+        """``query (B, D)`` with gradients and detached ``key (B, D)`` for two crops
+        (``anchor_conv``: the anchor's conv features at the current weights, if computed)."""
+        if anchor_conv is None:
+            anchor_conv = self.critic.encoder.forward_conv(anchor)
+        query = self.critic.encoder.head(anchor_conv)
         key = self.key_encoder(positive)
         if self.query_projection is not None:
             query = self.query_projection(query)
             key = self.key_projection(key)
         return query, key
 
-    def update_curl(self, anchor: torch.Tensor, positive: torch.Tensor
-                    ) -> dict[str, torch.Tensor]:
+    def update_curl(self, anchor: torch.Tensor, positive: torch.Tensor,
+                    anchor_conv: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """InfoNCE between two crops of the same observations; one step of ``curl_optimizer``
         (encoder, W, projection); then the keys join the queue (if any)."""
-        query, key = self.curl_embeddings(anchor, positive)
+        query, key = self.curl_embeddings(anchor, positive, anchor_conv)
         negatives = self.queue.negatives() if self.queue is not None else None
         out = self.info_nce(query, key, negatives)
         self.curl_optimizer.zero_grad(set_to_none=True)
@@ -288,6 +324,8 @@ class CurlSacAgent(nn.Module):
         self.load_state_dict(state["model"], strict=True)
         for name, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
+            for group in opt.param_groups:  # keep this agent's choice, not the saved one
+                group["fused"] = True if self.fused_adam else None
         try:
             self.generator.set_state(state["generator"])
         except RuntimeError:  # saved on another device type (CPU <-> CUDA): not resumable

@@ -17,6 +17,7 @@ from typing import Any
 
 from curl_moco.contrastive.encoders import conv_output_size
 from curl_moco.io.config import knob
+from curl_moco.rl.agent import AMP_MODES, COMPILE_MODES
 
 #: CURL's per-task learning rate and batch size (paper appendix and official scripts); the
 #: action repeats live in ``envs.registry.CURL_ACTION_REPEAT``.
@@ -30,7 +31,7 @@ CURL_SEED_AGENT_STEPS = 1000
 RESUMABLE_CHANGES = frozenset({
     "steps", "device", "run_dir", "progress", "checkpoint_every", "save_replay", "eval_every",
     "eval_episodes", "video", "video_size", "video_fps", "tensorboard", "resume", "init_encoder",
-    "stop_after", "threads",
+    "stop_after", "threads", "channels_last", "fused_adam", "compile_mode", "amp",
 })
 
 
@@ -86,6 +87,13 @@ class CurlSacConfig:
                                    "suits cosine)")
     queue_size: int = knob(0, "MoCo queue of extra negatives (0 = off, CURL); needs "
                            "similarity='cosine' and a multiple of batch_size")
+    channels_last: bool = knob(True, "NHWC conv weights and activations (faster convolutions "
+                               "on CPU and GPU; experiments/bench/bench_update.py)")
+    fused_adam: bool = knob(True, "Adam(fused=True): one kernel per optimiser step")
+    compile_mode: str = knob("off", "torch.compile the encoders' conv stacks (reduce-overhead: "
+                             "CUDA graphs)", choices=COMPILE_MODES)
+    amp: str = knob("off", "autocast of the updates to bf16 (for GPUs; changes numerics)",
+                    choices=AMP_MODES)
     init_encoder: str | None = knob(None, "initialise the encoder from a pretrained encoder "
                                     "file exported by the pretraining path")
     # ---- evaluation, logging, checkpoints
@@ -169,6 +177,10 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
     if not cfg.actor_log_std_min < cfg.actor_log_std_max:
         raise ValueError(f"actor_log_std_min={cfg.actor_log_std_min} must be < "
                          f"actor_log_std_max={cfg.actor_log_std_max}")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode={cfg.compile_mode!r} is not one of {COMPILE_MODES}")
+    if cfg.amp not in AMP_MODES:
+        raise ValueError(f"amp={cfg.amp!r} is not one of {AMP_MODES}")
     if cfg.similarity not in ("bilinear", "cosine"):
         raise ValueError(f"similarity={cfg.similarity!r} must be 'bilinear' or 'cosine'")
     if not cfg.name or any(c in cfg.name for c in "/\\"):

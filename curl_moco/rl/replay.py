@@ -195,11 +195,17 @@ class ReplayBuffer:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         n = self.num_frames
         low = max(n - self.capacity, 0)
-        if n < 2 or not bool(self._valid(self._absolute(torch.arange(self.capacity))).any()):
-            raise RuntimeError("the replay buffer holds no complete transition yet")
+        empty = RuntimeError("the replay buffer holds no complete transition yet")
+        if n < 2 or self.num_transitions == 0:
+            raise empty
         out = torch.empty(batch_size, dtype=torch.int64)
         todo = torch.arange(batch_size)
+        rounds = 0
         while todo.numel() > 0:
+            rounds += 1  # almost every draw is valid; after many rejections, scan once
+            if rounds == 32 and not bool(self._valid(self._absolute(
+                    torch.arange(self.capacity))).any()):
+                raise empty
             draw = torch.randint(low, n - 1, (todo.numel(),), generator=self.generator)
             ok = self._valid(draw)
             out[todo[ok]] = draw[ok]

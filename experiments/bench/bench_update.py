@@ -8,15 +8,18 @@ Variants, all on the same networks (``curl_moco.rl.networks``) and hyper-paramet
   in the actor update, the anchor encoded again for CURL, the encoder stepped by two optimisers
   after the CURL loss, EMA by a Python loop;
 - ``ours``: ``CurlSacAgent.update(ReplayBuffer.sample(B))`` as the trainer calls it;
-- ``ours+<option>``: the same with one PyTorch option switched on from outside the agent
-  (flags below), and ``ours+all``: all of them together. The fastest of our variants at the
-  first batch size names the option set measured at the other batch sizes.
+- ``ours+<option>``: the same with one PyTorch option switched on through the agent's flags
+  (below; the trainer's knobs of the same names), and ``ours+all``: all of them together.
+  The fastest of our variants at the first batch size names the option set measured at the
+  other batch sizes.
 
-Options (``--options``): ``channels_last`` (conv weights and activations NHWC),
-``fused_adam`` (``Adam(fused=True)`` for every optimiser), ``compile`` (``torch.compile`` of the
-encoders' conv stacks), ``bf16`` (``torch.autocast(dtype=bfloat16)`` around the update;
-default on CUDA only: a CPU without bf16 instructions emulates it slowly),
-``cudagraphs`` (``torch.compile(mode="reduce-overhead")``, which captures CUDA graphs; CUDA).
+Options (``--options``) and the agent flag each sets: ``channels_last`` (``channels_last``:
+conv weights and activations NHWC), ``fused_adam`` (``fused_adam``: ``Adam(fused=True)``),
+``compile`` (``compile_mode="default"``: ``torch.compile`` of the encoders' conv stacks),
+``bf16`` (``amp="bf16"``: autocast of the update; default on CUDA only: a CPU without bf16
+instructions emulates it slowly), ``cudagraphs`` (``compile_mode="reduce-overhead"``, which
+captures CUDA graphs; CUDA). Plain ``ours`` has all of them off (the agent's defaults are
+``channels_last`` and ``fused_adam`` on).
 
 One timed call = two consecutive updates (the actor, alpha and targets are updated every second
 update), variants interleaved round-robin so that load changes hit them alike; each variant
@@ -53,31 +56,17 @@ DEFAULT_OPTIONS = {"cpu": ("channels_last", "fused_adam"),
                    "cuda": ("channels_last", "fused_adam", "compile", "bf16", "cudagraphs")}
 
 
-def apply_options(agent: Any, options: tuple[str, ...]) -> Callable[[Any], Any]:
-    """Switch PyTorch options on for ``agent`` (a ``CurlSacAgent``) from the outside; returns
-    the update function to call with a replay batch."""
+def agent_flags(options: tuple[str, ...]) -> dict[str, Any]:
+    """``CurlSacAgent`` keyword arguments for a set of ``--options`` (the rest off)."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise KeyError(f"unknown options {sorted(unknown)}; valid: {OPTIONS}")
-    device = agent.device
-    if "channels_last" in options:
-        agent.to(memory_format=torch.channels_last)  # 4-D conv weights -> NHWC kernels
-    if "fused_adam" in options:
-        for optimizer in agent.optimizers().values():
-            for group in optimizer.param_groups:  # read by Adam.step; set before any step
-                group["fused"], group["foreach"] = True, False
-    if "compile" in options or "cudagraphs" in options:
-        mode = "reduce-overhead" if "cudagraphs" in options else None
-        encoders = [agent.critic.encoder, agent.actor.encoder, agent.key_encoder.encoder]
-        for encoder in encoders:  # conv stacks: ~all of the FLOPs
-            encoder.forward_conv = torch.compile(encoder.forward_conv, mode=mode)
-    update = agent.update
-    if "bf16" in options:
-        def update_bf16(batch: Any) -> Any:
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                return agent.update(batch)
-        return update_bf16
-    return update
+    compile_mode = ("reduce-overhead" if "cudagraphs" in options
+                    else "default" if "compile" in options else "off")
+    return {"channels_last": "channels_last" in options,
+            "fused_adam": "fused_adam" in options,
+            "compile_mode": compile_mode,
+            "amp": "bf16" if "bf16" in options else "off"}
 
 
 def prototype_update(agent: Any, options: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -104,10 +93,10 @@ def build_ours(args: argparse.Namespace, device: torch.device, options: tuple[st
     agent = CurlSacAgent(3 * args.frame_stack, args.crop_size, args.action_dim,
                          feature_dim=args.feature_dim, hidden_dim=args.hidden_dim,
                          num_layers=args.num_layers, num_filters=args.num_filters,
-                         device=device, seed=0)
+                         device=device, seed=0, **agent_flags(options))
     if template is not None:  # identical starting weights for every variant
         agent.load_state_dict(template.state_dict())
-    return agent, apply_options(agent, options)
+    return agent, agent.update
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
