@@ -25,7 +25,7 @@ bench-replay:
 	$(PYTHON) -m experiments.bench.bench_replay --capacity 10000 --repeats 10
 
 bench-update:
-	$(PYTHON) -m experiments.bench.bench_update --repeats 2
+	$(PYTHON) -m experiments.bench.bench_update --repeats 3
 
 bench-env:
 	$(PYTHON) -m experiments.bench.bench_env --seconds 5

@@ -113,7 +113,7 @@ BACKENDS = pytest.mark.parametrize("backend", AUGMENT_BACKENDS)
 
 
 @BACKENDS
-@pytest.mark.parametrize("recipe", ["v1", "v2"])
+@pytest.mark.parametrize("recipe", ["v1", "v2", "crop_color"])
 def test_moco_augment_shape_dtype_and_normalisation(recipe: str, backend: str) -> None:
     x = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
     aug = MocoAugment(32, recipe=recipe, backend=backend)
@@ -156,7 +156,7 @@ def test_moco_augment_is_deterministic_under_manual_seed(backend: str) -> None:
 
 
 @BACKENDS
-@pytest.mark.parametrize("recipe", ["v1", "v2"])
+@pytest.mark.parametrize("recipe", ["v1", "v2", "crop_color"])
 def test_moco_augment_same_transform_for_stacked_frames(recipe: str, backend: str) -> None:
     aug = MocoAugment(24, recipe=recipe, backend=backend)
     frames = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)

@@ -201,6 +201,7 @@ class MocoRecipe:
     scale: tuple[float, float] = (0.2, 1.0)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     flip_p: float = 0.5
+    geometry: str = "resized_crop"  # or "crop": CURL's random crop (translation only)
 
 
 MOCO_RECIPES: dict[str, MocoRecipe] = {
@@ -208,6 +209,10 @@ MOCO_RECIPES: dict[str, MocoRecipe] = {
                      grayscale_first=True, blur_p=0.0),
     "v2": MocoRecipe(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, grayscale_p=0.2,
                      grayscale_first=False, blur_p=0.5),
+    # v2's colour ops on CURL's random crop: no rescale or flip, which would blur exactly what
+    # state regression and control need (position, scale, left/right)
+    "crop_color": MocoRecipe(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, grayscale_p=0.2,
+                             grayscale_first=False, blur_p=0.5, flip_p=0.0, geometry="crop"),
 }
 RECIPES: tuple[str, ...] = tuple(MOCO_RECIPES)
 
@@ -221,6 +226,8 @@ class MocoAugment(nn.Module):
     ``recipe="v2"``: RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8,
     RandomGrayscale(0.2), GaussianBlur(sigma 0.1-2, p=0.5, kernel ``blur_kernel_size``, default
     about 10 % of ``size``), horizontal flip.
+    ``recipe="crop_color"``: v2's colour jitter, greyscale and blur after CURL's random crop
+    (translation only: no rescale, no flip), for frames whose positions matter.
 
     ``backend="fused"`` (default): a handful of batched ops for the whole batch: one
     ``grid_sample`` does crop, resize and flip (:func:`resized_crop`), one batched matrix product
@@ -276,14 +283,17 @@ class MocoAugment(nn.Module):
     @staticmethod
     def _kornia_pipeline(recipe: MocoRecipe, size: int, kernel: int, cropping_mode: str
                          ) -> K.AugmentationSequential:
-        crop = K.RandomResizedCrop((size, size), scale=recipe.scale, cropping_mode=cropping_mode)
+        crop = (K.RandomCrop((size, size), cropping_mode=cropping_mode)
+                if recipe.geometry == "crop" else
+                K.RandomResizedCrop((size, size), scale=recipe.scale, cropping_mode=cropping_mode))
         jitter = K.ColorJitter(*recipe.jitter, p=recipe.jitter_p)
         grey = K.RandomGrayscale(p=recipe.grayscale_p)
         ops: list[nn.Module] = [crop, *((grey, jitter) if recipe.grayscale_first
                                         else (jitter, grey))]
         if recipe.blur_p > 0:
             ops.append(K.RandomGaussianBlur((kernel, kernel), recipe.blur_sigma, p=recipe.blur_p))
-        ops.append(K.RandomHorizontalFlip(p=recipe.flip_p))
+        if recipe.flip_p > 0:
+            ops.append(K.RandomHorizontalFlip(p=recipe.flip_p))
         return K.AugmentationSequential(*ops)
 
     @torch.no_grad()
@@ -305,9 +315,12 @@ class MocoAugment(nn.Module):
         recipe, size = self.params, self.size
         batch, channels, height, width = x.shape
         frames, device = channels // 3, x.device
-        boxes = sample_resized_crops(batch, height, width, recipe.scale, device=device)
-        flip = torch.rand(batch, device=device) < recipe.flip_p
-        views = resized_crop(x, boxes, size, flip)
+        if recipe.geometry == "crop":
+            views = random_crop(x, size).float()
+        else:
+            boxes = sample_resized_crops(batch, height, width, recipe.scale, device=device)
+            flip = torch.rand(batch, device=device) < recipe.flip_p
+            views = resized_crop(x, boxes, size, flip)
         if x.dtype == torch.uint8:
             views = views.mul_(1 / 255)
         flat = views.view(batch * frames, 3, size, size)

@@ -56,7 +56,13 @@ from curl_moco.pretrain.export import (
 from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import build_optimizer, learning_rate, momentum_at
 from curl_moco.pretrain.transforms import EvalTransform, ViewAugment
-from curl_moco.runtime import capture_rng_state, resolve_device, restore_rng_state, seed_everything
+from curl_moco.runtime import (
+    capture_rng_state,
+    keep_freed_memory,
+    resolve_device,
+    restore_rng_state,
+    seed_everything,
+)
 
 log = logging.getLogger("curl_moco")
 
@@ -383,6 +389,7 @@ def train(cfg: MocoConfig) -> dict[str, float]:
     """Pretrain with ``cfg`` in this process (joining torchrun's process group if launched by
     it). Returns the last epoch's metrics (loss, accuracy, knn_accuracy, ...) and ``step``."""
     device = resolve_device(cfg.device)
+    keep_freed_memory()
     ctx = init_distributed(device)
     try:
         check_config(cfg, ctx.world_size)

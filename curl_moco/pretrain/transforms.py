@@ -1,7 +1,8 @@
 """Device-side image transforms for pretraining and evaluation (batched, on the batch's device).
 
 Training views: ``uint8 (B, 3k, H, W)`` from the loader -> float ``(B, 3k, size, size)``.
-Recipes: ``"v1"`` / ``"v2"`` (:class:`~curl_moco.contrastive.augment.MocoAugment`) and
+Recipes: ``"v1"`` / ``"v2"`` / ``"crop_color"`` (:class:`~curl_moco.contrastive.augment.
+MocoAugment`; ``crop_color`` = v2's colour ops on CURL's random crop) and
 ``"crop"`` (CURL's random crop only, what the agent's encoder sees during RL).
 Evaluation: centre crop to ``size`` (identity when the decoded image already has that size).
 
@@ -23,7 +24,7 @@ from curl_moco.contrastive.augment import (
     random_crop,
 )
 
-AUGMENT_RECIPES: tuple[str, ...] = ("v1", "v2", "crop")
+AUGMENT_RECIPES: tuple[str, ...] = ("v1", "v2", "crop_color", "crop")
 
 
 class _Normalize(nn.Module):

@@ -52,7 +52,7 @@ from experiments.bench.common import (
 
 OPTIONS: tuple[str, ...] = ("channels_last", "fused_adam", "compile", "bf16", "cudagraphs")
 CUDA_ONLY: frozenset[str] = frozenset({"cudagraphs"})
-DEFAULT_OPTIONS = {"cpu": ("channels_last", "fused_adam"),
+DEFAULT_OPTIONS = {"cpu": ("channels_last", "fused_adam", "compile"),
                    "cuda": ("channels_last", "fused_adam", "compile", "bf16", "cudagraphs")}
 
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--options", nargs="*", default=None, choices=OPTIONS,
                         help="options measured one at a time (default: cpu: channels_last "
-                             "fused_adam; cuda: all)")
+                             "fused_adam compile; cuda: all)")
     parser.add_argument("--all-options-at-every-batch", action="store_true",
                         help="measure each option at every batch size (default: only at the "
                              "first; later ones get the baseline and our fastest option set)")
