@@ -176,6 +176,8 @@ def test_moco_augment_bad_settings() -> None:
         MocoAugment(32)(torch.rand(2, 4, 40, 40))
     with pytest.raises(ValueError, match="backend='pil'"):
         MocoAugment(32, backend="pil")
+    with pytest.raises(ValueError, match="kernel_size=4 must be a positive odd number"):
+        gaussian_blur(torch.rand(1, 3, 16, 16), torch.ones(1), 4)
     with pytest.raises(ValueError, match="kernel_size=41 is too large"):
         gaussian_blur(torch.rand(1, 3, 16, 16), torch.ones(1), 41)
 

@@ -129,6 +129,8 @@ def test_no_jitter_no_grey_is_identity_and_output_is_clamped() -> None:
     bright = twist(x, one_op(4, "brightness", 3.0))
     assert bright.max() == 1.0 and bright.min() >= 0.0
     torch.testing.assert_close(saturation_matrices(torch.ones(2)), torch.eye(3).expand(2, 3, 3))
+    with pytest.raises(ValueError, match=r"expected RGB images \(N, 3, H, W\)"):
+        apply_color_twist(torch.rand(2, 9, 4, 4), torch.eye(3).expand(2, 3, 3), torch.zeros(2, 3))
 
 
 def test_jitter_params_are_reproducible_and_repeat_per_frame() -> None:

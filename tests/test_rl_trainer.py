@@ -94,6 +94,8 @@ def reference(tmp_path_factory) -> Path:
     (dict(episode_length=100), "episode_length=100"),
     (dict(replay_capacity=8), "batch_size=8"),
     (dict(discount=1.5), "discount=1.5"),
+    (dict(compile_mode="fastest"), "compile_mode='fastest' is not one of"),
+    (dict(amp="fp8"), "amp='fp8' is not one of"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path: Path, overrides, match) -> None:
     run_dir = tmp_path / "run"

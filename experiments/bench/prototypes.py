@@ -23,19 +23,17 @@ class SharedForwardUpdate:
       one backward of their sum; one Adam (encoder + Q heads + W [+ projection]) steps once, so
       the CURL gradient is taken at the pre-critic-step weights and the two losses share Adam
       moments (the agent steps two optimisers, one per loss, sequentially);
-    - the actor and alpha use the detached conv features of that forward (pre-step weights);
+    - the actor and alpha (``CurlSacAgent.update_actor_and_alpha``) use the detached conv
+      features of that forward (pre-step weights);
     - the key encoder encodes ``next_obs`` and the positive crop in one batched call.
 
-    Encoder passes per two updates: 8 forwards and 2 backwards (the agent: 11 and 4).
+    Encoder passes per two updates: 8 forwards and 2 backwards (the agent: 10 and 4).
     """
 
     def __init__(self, agent: Any) -> None:
-        from curl_moco.rl.agent import frozen
-
         if agent.queue is not None:
             raise ValueError("the prototype does not support queue_size > 0")
         self.agent = agent
-        self._frozen = frozen
         params = list(agent.critic.parameters()) + list(agent.info_nce.parameters())
         if agent.query_projection is not None:
             params += list(agent.query_projection.parameters())
@@ -67,19 +65,8 @@ class SharedForwardUpdate:
         (critic_loss + curl.loss).backward()
         self.optimizer.step()
         metrics = {"critic_loss": critic_loss.detach(), "curl_loss": curl.loss.detach()}
-        if a.num_updates % a.actor_update_freq == 0:
-            action, log_prob, _ = a.actor.from_conv(conv.detach(), generator=g)
-            with self._frozen(a.critic.heads):
-                aq1, aq2 = a.critic.heads(features.detach(), action)
-            actor_loss = (a.alpha.detach() * log_prob - torch.min(aq1, aq2)).mean()
-            a.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            a.actor_optimizer.step()
-            alpha_loss = (a.alpha * (-log_prob - a.target_entropy).detach()).mean()
-            a.alpha_optimizer.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            a.alpha_optimizer.step()
-            metrics["actor_loss"] = actor_loss.detach()
+        if a.num_updates % a.actor_update_freq == 0:  # the agent's own actor + alpha step
+            metrics.update(a.update_actor_and_alpha(obs, conv.detach()))
         if a.num_updates % a.target_update_freq == 0:
             a.update_targets()
         a.num_updates += 1
