@@ -48,8 +48,9 @@ def keep_freed_memory(trim_threshold: int = 4 * 1024 ** 3) -> bool:
     to the OS (``mallopt``: mmap threshold 32 MiB, trim threshold ``trim_threshold`` bytes).
 
     A CPU training step allocates and frees the same multi-MiB activation tensors every step;
-    by default glibc maps each afresh from the OS and every page is faulted in again on first
-    touch. Keeping them made a CURL update ~15 % faster on the 2-core test machine (README).
+    by default glibc may map them afresh from the OS and fault every page in again. Opt-in, not
+    called by the trainers: on the 2-core test machine it made a CURL update 1.12x faster at
+    batch 512 but 0.89-0.90x as fast at batch 128 (``experiments/bench/bench_allocator.py``).
     The heap then keeps up to the peak working set. Returns whether the setting took effect
     (False off glibc); calling it again does nothing."""
     global _kept_freed_memory

@@ -58,7 +58,6 @@ from curl_moco.pretrain.optim import build_optimizer, learning_rate, momentum_at
 from curl_moco.pretrain.transforms import EvalTransform, ViewAugment
 from curl_moco.runtime import (
     capture_rng_state,
-    keep_freed_memory,
     resolve_device,
     restore_rng_state,
     seed_everything,
@@ -389,7 +388,6 @@ def train(cfg: MocoConfig) -> dict[str, float]:
     """Pretrain with ``cfg`` in this process (joining torchrun's process group if launched by
     it). Returns the last epoch's metrics (loss, accuracy, knn_accuracy, ...) and ``step``."""
     device = resolve_device(cfg.device)
-    keep_freed_memory()
     ctx = init_distributed(device)
     try:
         check_config(cfg, ctx.world_size)

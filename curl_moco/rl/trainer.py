@@ -45,7 +45,6 @@ from curl_moco.rl.config import RESUMABLE_CHANGES, CurlSacConfig, validate
 from curl_moco.rl.replay import ReplayBuffer
 from curl_moco.runtime import (
     capture_rng_state,
-    keep_freed_memory,
     resolve_device,
     restore_rng_state,
     seed_everything,
@@ -114,7 +113,6 @@ class Trainer:
     def __init__(self, cfg: CurlSacConfig) -> None:
         self.cfg = validate(cfg)
         self.device = resolve_device(self.cfg.device)
-        keep_freed_memory()
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
         self.run_dir = Path(self.cfg.run_dir)

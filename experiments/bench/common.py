@@ -40,12 +40,9 @@ def machine_info(device: torch.device | None = None) -> dict[str, Any]:
 
 def prepare_device(name: str, threads: int = 0) -> torch.device:
     """Set torch's CPU thread count (0 keeps the default), resolve ``name`` ("auto", "cpu",
-    "cuda[:N]"), keep freed memory in the heap as the trainers do
-    (:func:`curl_moco.runtime.keep_freed_memory`; baseline and ours share the process) and let
-    cuDNN pick its fastest kernels on CUDA."""
-    from curl_moco.runtime import keep_freed_memory, resolve_device
+    "cuda[:N]") and let cuDNN pick its fastest kernels on CUDA."""
+    from curl_moco.runtime import resolve_device
 
-    keep_freed_memory()
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(name)
