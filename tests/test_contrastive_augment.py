@@ -226,3 +226,25 @@ def test_gaussian_blur_matches_torchvision_per_image() -> None:
     for i in range(3):
         expected = TF.gaussian_blur(x[i], [7, 7], [float(sigma[i])] * 2)
         torch.testing.assert_close(out[i], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_random_shift_is_replicate_pad_then_crop() -> None:
+    """DrQ's shift: replicate-pad by ``pad`` then a random crop back to the input size; equal to
+    doing that explicitly with the same generator, for uint8 and float."""
+    from curl_moco.contrastive.augment import random_shift
+
+    x = torch.randint(0, 256, (6, 9, 20, 20), dtype=torch.uint8)
+    shifted = random_shift(x, 4, generator=torch.Generator().manual_seed(3))
+    padded = F.pad(x.float(), (4, 4, 4, 4), mode="replicate")
+    expected = random_crop(padded, 20, generator=torch.Generator().manual_seed(3))
+    assert shifted.dtype == torch.uint8 and shifted.shape == x.shape
+    assert torch.equal(shifted.float(), expected)
+    # every output is the input moved by at most 4 pixels (borders repeated)
+    _, offsets = random_crop(padded, 20, generator=torch.Generator().manual_seed(3),
+                             return_offsets=True)
+    assert int(offsets.min()) >= 0 and int(offsets.max()) <= 8
+    assert torch.equal(random_shift(x, 0), x)
+    with pytest.raises(ValueError, match="square"):
+        random_shift(torch.zeros(1, 3, 20, 24))
+    with pytest.raises(ValueError, match="pad"):
+        random_shift(x, -1)

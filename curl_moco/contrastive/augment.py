@@ -2,6 +2,7 @@
 
 - :func:`random_crop` / :func:`crop_at` / :func:`center_crop`: CURL's crops of frame stacks
   ``(B, 3k, H, W)``; one offset per sample shared by all channels; uint8 or float.
+- :func:`random_shift`: DrQ's random shift (replicate pad, crop back to the input size).
 - :func:`sample_resized_crops` / :func:`resized_crop` / :func:`gaussian_blur`: batched
   RandomResizedCrop (+ flip) and per-image-sigma Gaussian blur.
 - :class:`MocoAugment`: MoCo v1/v2 augmentation (resized crop, colour jitter, greyscale, blur,
@@ -82,6 +83,23 @@ def random_crop(
     offsets = torch.stack([top, left], dim=1).to(x.device, non_blocking=True)
     crops = crop_at(x, offsets, size)
     return (crops, offsets) if return_offsets else crops
+
+
+def random_shift(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+    """DrQ's random shift of square images ``x (B, C, S, S)`` -> ``(B, C, S, S)``, any dtype:
+    pad each side by ``pad`` pixels repeating the border (replicate padding), then take a random
+    ``S x S`` crop (:func:`random_crop`, so a shift of -pad..+pad pixels per axis, one per
+    sample, shared by all channels)."""
+    _check_crop(x, 1)
+    side = x.shape[-1]
+    if x.shape[-2] != side:
+        raise ValueError(f"random_shift needs square images, got {tuple(x.shape[-2:])}")
+    if pad < 0:
+        raise ValueError(f"shift pad={pad} must be >= 0")
+    index = torch.arange(-pad, side + pad, device=x.device).clamp_(0, side - 1)
+    padded = x.index_select(2, index).index_select(3, index)  # replicate padding
+    return random_crop(padded, side, generator=generator)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -109,6 +109,9 @@ class PixelEncoder(nn.Module):
         convs = [nn.Conv2d(in_channels, num_filters, 3, stride=2)]
         convs += [nn.Conv2d(num_filters, num_filters, 3, stride=1) for _ in range(num_layers - 1)]
         self.convs = nn.ModuleList(convs)
+        #: compute dtype of the conv stack (``torch.bfloat16``: autocast of the convolutions
+        #: only, output cast back to float32); ``None`` = the input's dtype (float32).
+        self.conv_dtype: torch.dtype | None = None
         self.fc = nn.Linear(self.conv_out_dim, feature_dim)
         self.ln = nn.LayerNorm(feature_dim)
         if init == "curl":
@@ -127,12 +130,16 @@ class PixelEncoder(nn.Module):
             )
 
     def forward_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, S, S)`` uint8 or float [0, 1] -> flat conv features ``(B, conv_out_dim)``."""
+        """``(B, C, S, S)`` uint8 or float [0, 1] -> flat conv features ``(B, conv_out_dim)``
+        float32 (computed in :attr:`conv_dtype` when set: the convolutions hold nearly all of
+        the encoder's FLOPs, the head after them stays float32)."""
         self._check_input(x)
         h = _uint8_to_unit(x)
-        for conv in self.convs:
-            h = torch.relu(conv(h))
-        return h.flatten(1)
+        low = self.conv_dtype is not None
+        with torch.autocast(h.device.type, dtype=self.conv_dtype, enabled=low):
+            for conv in self.convs:
+                h = torch.relu(conv(h))
+        return h.flatten(1).float() if low else h.flatten(1)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """Conv features ``(B, conv_out_dim)`` -> Linear -> LayerNorm ``(B, feature_dim)``."""

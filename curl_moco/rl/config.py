@@ -17,7 +17,8 @@ from typing import Any
 
 from curl_moco.contrastive.encoders import conv_output_size
 from curl_moco.io.config import knob
-from curl_moco.rl.agent import AMP_MODES, COMPILE_MODES
+from curl_moco.rl.agent import AUGMENTS, COMPILE_MODES
+from curl_moco.runtime import AMP_MODES
 
 #: CURL's per-task learning rate and batch size (paper appendix and official scripts); the
 #: action repeats live in ``envs.registry.CURL_ACTION_REPEAT``.
@@ -78,7 +79,8 @@ class CurlSacConfig:
     actor_log_std_min: float = knob(-10.0, "lower bound of the policy log std")
     actor_log_std_max: float = knob(2.0, "upper bound of the policy log std")
     # ---- CURL auxiliary loss
-    curl_update_freq: int = knob(1, "CURL loss every N updates")
+    curl_update_freq: int = knob(1, "CURL loss every N updates; 0 = no CURL loss (pixel SAC, "
+                                 "the paper's ablation)")
     curl_latent_dim: int | None = knob(None, "contrastive space size; None/0 = feature_dim "
                                        "(CURL), else a linear projection feature_dim -> this")
     similarity: str = knob("bilinear", "CURL logits: 'bilinear' (q^T W k, CURL) or 'cosine' "
@@ -87,12 +89,18 @@ class CurlSacConfig:
                                    "suits cosine)")
     queue_size: int = knob(0, "MoCo queue of extra negatives (0 = off, CURL); needs "
                            "similarity='cosine' and a multiple of batch_size")
+    augment: str = knob("crop", "image augmentation: 'crop' (CURL: random crop_size crops) or "
+                        "'shift' (DrQ: pad shift_pad, random crop back to the render size; needs "
+                        "crop_size = image_size)", choices=AUGMENTS)
+    shift_pad: int = knob(4, "pixels of replicate padding of augment='shift' (DrQ: 4)")
     channels_last: bool = knob(True, "NHWC conv weights and activations (faster convolutions "
                                "on CPU and GPU; experiments/bench/bench_update.py)")
     fused_adam: bool = knob(True, "Adam(fused=True): one kernel per optimiser step")
     compile_mode: str = knob("off", "torch.compile the encoders' conv stacks (reduce-overhead: "
                              "CUDA graphs)", choices=COMPILE_MODES)
-    amp: str = knob("off", "autocast of the updates to bf16 (for GPUs; changes numerics)",
+    amp: str = knob("auto", "bf16 conv stacks (heads, targets, losses, Adam stay float32): "
+                    "'auto' = bf16 where the CPU/GPU has native bf16 dot products (avx512_bf16, "
+                    "amx_bf16, CUDA Ampere+), else float32; 'bf16'; 'off' = float32",
                     choices=AMP_MODES)
     init_encoder: str | None = knob(None, "initialise the encoder from a pretrained encoder "
                                     "file exported by the pretraining path")
@@ -161,10 +169,10 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
     _positive(cfg, "action_repeat", "image_size", "crop_size", "frame_stack", "episode_length",
               "steps", "updates_per_step", "replay_capacity", "batch_size", "lr", "alpha_lr",
               "init_temperature", "actor_update_freq", "target_update_freq", "hidden_dim",
-              "feature_dim", "num_layers", "num_filters", "curl_update_freq",
-              "curl_temperature", "eval_every", "eval_episodes", "video_size", "video_fps",
-              "checkpoint_every", "stop_after", "threads")
-    for name in ("seed_steps", "queue_size"):
+              "feature_dim", "num_layers", "num_filters", "curl_temperature", "eval_every",
+              "eval_episodes", "video_size", "video_fps", "checkpoint_every", "stop_after",
+              "threads")
+    for name in ("seed_steps", "queue_size", "curl_update_freq", "shift_pad"):
         value = getattr(cfg, name)
         if value is not None and value < 0:
             raise ValueError(f"{name}={value} must be >= 0")
@@ -185,6 +193,12 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
         raise ValueError(f"similarity={cfg.similarity!r} must be 'bilinear' or 'cosine'")
     if not cfg.name or any(c in cfg.name for c in "/\\"):
         raise ValueError(f"name={cfg.name!r} must be a non-empty folder name")
+    if cfg.augment not in AUGMENTS:
+        raise ValueError(f"augment={cfg.augment!r} is not one of {AUGMENTS}")
+    if cfg.augment == "shift" and cfg.crop_size != cfg.image_size:
+        raise ValueError(f"augment='shift' keeps the render size: crop_size={cfg.crop_size} "
+                         f"must equal image_size={cfg.image_size} (DrQ: --image-size 84 "
+                         "--crop-size 84)")
     if cfg.crop_size > cfg.image_size:
         raise ValueError(f"crop_size={cfg.crop_size} is larger than image_size={cfg.image_size}")
     if conv_output_size(cfg.crop_size, cfg.num_layers) < 1:
@@ -212,6 +226,9 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
         raise ValueError(f"replay_capacity={cfg.replay_capacity} must be at least frame_stack "
                          f"+ 1 = {cfg.frame_stack + 1}")
     if cfg.queue_size:
+        if cfg.curl_update_freq == 0:
+            raise ValueError(f"queue_size={cfg.queue_size} needs the CURL loss (curl_update_freq "
+                             "is 0)")
         if cfg.similarity != "cosine":
             raise ValueError(f"queue_size={cfg.queue_size} needs similarity='cosine' (the "
                              "queue holds L2-normalised keys)")
