@@ -236,3 +236,17 @@ def test_vit_run_resumes_after_a_crash(digits, tmp_path, monkeypatch):
     assert resumed["step"] == straight["step"] == 10
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_vit_startup_checks_name_the_setting():
+    from curl_moco.pretrain.trainer import check_config
+
+    ok = dict(data="d", arch="vit_micro", patch_size=8, load_size=32, crop_size=32,
+              queue_size=0, batch_size=16)
+    check_config(MocoConfig(**ok))
+    with pytest.raises(ValueError, match="crop_size=28 must be a multiple of patch_size=8"):
+        check_config(MocoConfig(**{**ok, "crop_size": 28}))
+    with pytest.raises(ValueError, match="crop_min=1.0 must be in"):
+        check_config(MocoConfig(**ok, crop_min=1.0))
+    with pytest.raises(ValueError, match="head_layers=-1 must be >= 0"):
+        check_config(MocoConfig(**ok, head_layers=-1))
