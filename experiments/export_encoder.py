@@ -6,8 +6,10 @@
 
 ``--format encoder`` (default): the exchange format the agent's ``--init-encoder`` reads
 (:func:`curl_moco.io.encoder_export.save_encoder_state`, architecture config checked on load).
-``--format torchvision`` (ResNets): a plain state dict for
-``torchvision.models.resnet18()`` with ``fc = nn.Identity()``, ``load_state_dict(strict=True)``.
+``--format torchvision`` (ResNets and ViTs): a plain state dict for
+``torchvision.models.resnet18()`` with ``fc = nn.Identity()``, or for
+``torchvision.models.VisionTransformer(224, 16, 12, 12, 384, 1536)`` (ViT-S/16; ViT-B/16:
+``vit_b_16()``) with ``heads = nn.Identity()``, ``load_state_dict(strict=True)``.
 """
 
 from __future__ import annotations
