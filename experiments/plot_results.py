@@ -204,12 +204,16 @@ def draw_task(ax, task: str, variants: dict[str, list[Curve]]) -> None:
         ax.fill_between(steps / 1e3, low, high, color=color, alpha=0.15)
         ax.plot(steps / 1e3, mean, color=color, linewidth=2,
                 label=f"{variant}: mean ± std, {len(curves)} seed(s)")
-    for step, value in CURL_PAPER.get(task, {}).items():
-        ax.scatter([step / 1e3], [value], marker="*", s=140, color="tab:red", zorder=5,
-                   label="CURL (paper)" if step == MILESTONES[0] else None)
-    for (method, value), marker in zip(OTHER_METHODS_100K.get(task, {}).items(), "ovs^"):
-        ax.scatter([100], [value], marker=marker, s=50, color="black", zorder=5,
-                   label=f"{method} (paper)")
+    # the paper's marks only where the runs reach them (short runs keep their own x range)
+    longest = max(int(c.steps[-1]) for curves in variants.values() for c in curves)
+    reached = [step for step in CURL_PAPER.get(task, {}) if step <= 1.05 * longest]
+    for step in reached:
+        ax.scatter([step / 1e3], [CURL_PAPER[task][step]], marker="*", s=140, color="tab:red",
+                   zorder=5, label="CURL (paper)" if step == reached[0] else None)
+    if 100_000 in reached:
+        for (method, value), marker in zip(OTHER_METHODS_100K.get(task, {}).items(), "ovs^"):
+            ax.scatter([100], [value], marker=marker, s=50, color="black", zorder=5,
+                       label=f"{method} (paper)")
     ax.set_title(task)
     ax.set_xlabel("environment steps (thousands)")
     ax.set_ylabel("evaluation return")
@@ -225,7 +229,7 @@ def plot_dmc(data: dict[str, dict[str, list[Curve]]], out: Path) -> list[Path]:
     for task, curves in data.items():
         fig, ax = plt.subplots(figsize=(5, 3.6))
         draw_task(ax, task, curves)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
         fig.tight_layout()
         path = plots / f"{task}.png"
         fig.savefig(path, dpi=120)
@@ -240,7 +244,7 @@ def plot_dmc(data: dict[str, dict[str, list[Curve]]], out: Path) -> list[Path]:
             draw_task(ax, task, curves)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        axes.flat[0].legend(fontsize=7, loc="lower right")
+        axes.flat[0].legend(fontsize=7, loc="best")
         fig.tight_layout()
         path = plots / "dmc_curves.png"
         fig.savefig(path, dpi=110)

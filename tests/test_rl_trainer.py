@@ -294,7 +294,7 @@ def test_init_encoder_loads_a_pretrained_export(tmp_path: Path) -> None:
     pretrained = PixelEncoder(9, 32, feature_dim=16, num_layers=2, num_filters=8)
     path = tmp_path / "encoder.pt"
     save_encoder_state(path, pretrained, {"arch": "pixel", "in_channels": 9, "image_size": 32,
-                                          "feature_dim": 16})
+                                          "feature_dim": 16, "num_layers": 2, "num_filters": 8})
     cfg = parse_config(CurlSacConfig, argv_of({**TINY, "run_dir": str(tmp_path / "run"),
                                                "init_encoder": str(path)}))
     assert cfg.init_encoder == str(path)
@@ -311,10 +311,11 @@ def test_init_encoder_loads_a_pretrained_export(tmp_path: Path) -> None:
 
     wrong = tmp_path / "wrong.pt"
     save_encoder_state(wrong, PixelEncoder(9, 40, 16, 2, 8),
-                       {"arch": "pixel", "in_channels": 9, "image_size": 40})
+                       {"arch": "pixel", "in_channels": 9, "image_size": 40, "feature_dim": 16,
+                        "num_layers": 2, "num_filters": 8})
     trainer = Trainer(tiny(tmp_path / "run2", init_encoder=str(wrong)))
     try:
-        with pytest.raises(CheckpointError, match="image_size=40.*image_size=32"):
+        with pytest.raises(CheckpointError, match="image_size=40.*image_size=32.*--crop-size"):
             trainer.setup()
     finally:
         trainer.close()

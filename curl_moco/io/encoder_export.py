@@ -17,6 +17,12 @@ from torch import nn
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 ENCODER_KIND = "encoder"
+#: The pretraining flag that sets each architecture key (named in mismatch errors).
+PRETRAIN_FLAGS: dict[str, str] = {
+    "image_size": "--crop-size", "in_channels": "--frame-stack (3 channels per frame)",
+    "feature_dim": "--feature-dim", "num_layers": "--pixel-layers",
+    "num_filters": "--pixel-filters", "arch": "--arch",
+}
 
 
 def save_encoder_state(path: str | os.PathLike, encoder: nn.Module,
@@ -40,9 +46,10 @@ def load_encoder_state(path: str | os.PathLike,
     for key, want in expected.items():
         have = saved.get(key)
         if have != want:
+            flag = f" (pretraining flag {PRETRAIN_FLAGS[key]})" if key in PRETRAIN_FLAGS else ""
             raise CheckpointError(
                 f"{path}: encoder was pretrained with {key}={have!r}, "
-                f"this model needs {key}={want!r}")
+                f"this model needs {key}={want!r}{flag}")
     return loaded["payload"]["state_dict"]
 
 

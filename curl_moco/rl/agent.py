@@ -329,7 +329,9 @@ class CurlSacAgent(nn.Module):
     def encoder_arch(self) -> dict[str, Any]:
         """Architecture description matched against an exported encoder's config."""
         enc = self.critic.encoder
-        return {"arch": "pixel", "in_channels": enc.in_channels, "image_size": enc.image_size}
+        return {"arch": "pixel", "in_channels": enc.in_channels, "image_size": enc.image_size,
+                "feature_dim": enc.feature_dim, "num_layers": enc.num_layers,
+                "num_filters": enc.num_filters}
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
