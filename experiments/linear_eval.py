@@ -8,6 +8,7 @@ Reports kNN accuracy and linear-probe accuracy of the class (domain) on the held
 default the pretraining run's own held-out split), and for DMC frame folders the ridge-regression
 R^2 of each domain's physics state. ``--random-init`` with a checkpoint evaluates the same
 architecture at random initialisation (the baseline). Prints JSON; ``--json-out`` saves it.
+A setting the user can fix prints ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from curl_moco.io.config import parse_config
+from curl_moco.io.errors import run_entry_point
 from curl_moco.pretrain.config import LinearEvalConfig
 from curl_moco.pretrain.evaluate import run_linear_eval
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, evaluate, print and return the results (raises
+    :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     cfg = parse_config(LinearEvalConfig, argv, description=__doc__)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
@@ -36,5 +40,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: exit status 0, or 2 for a usage error."""
+    return run_entry_point(main, argv, prog="experiments.linear_eval")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

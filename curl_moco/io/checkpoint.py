@@ -110,14 +110,14 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
 
 def remove_stale_temp_files(folder: str | os.PathLike,
                             names: Iterable[str] = (CHECKPOINT_NAME,)) -> list[Path]:
-    """Delete ``.<name>.*.tmp`` files in ``folder`` left by a process killed while writing
-    checkpoint ``name``; returns the files removed. Call before a run writes to ``folder``."""
+    """Delete ``.<name>*.tmp`` files in ``folder`` left by a process killed while writing
+    ``name``; returns the files removed. Call before a run writes to ``folder``."""
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
     for name in names:
-        for tmp in folder.glob(f".{name}.*.tmp"):
+        for tmp in folder.glob(f".{name}*.tmp"):
             try:
                 size = tmp.stat().st_size
                 tmp.unlink()

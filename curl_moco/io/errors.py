@@ -94,7 +94,8 @@ def run_entry_point(main: Callable[[list[str] | None], Any], argv: list[str] | N
         report(f"error: {error}")
         return EXIT_USAGE
     except TrainingInterrupted as stop:
-        report(stop.describe(resume_command(prog, stop.config_path)))
+        if int(os.environ.get("RANK", "0") or 0) == 0:  # one message for all ranks
+            report(stop.describe(resume_command(prog, stop.config_path)))
         return stop.exit_code
     except KeyboardInterrupt:
         report("interrupted (Ctrl-C); the last complete checkpoint, if any, is kept")
