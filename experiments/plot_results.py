@@ -295,10 +295,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
                          "the folder holding dmc/<task>/seed_<s>/eval.csv")
     out = Path(args.out) if args.out else results
     check_output_dir("out", out)
+    dmc, moco = load_dmc(results), load_moco(results)  # every file is read before writing
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[str]] = {"plots": [], "tables": []}
 
-    dmc = load_dmc(results)
     table = out / "dmc_table.md"
     table.write_text(dmc_table(dmc))
     written["tables"].append(str(table))
@@ -308,7 +308,6 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         print(f"no runs under {results / 'dmc'} (expected <task>/seed_<s>/eval.csv); "
               "run scripts/run_curl_benchmark.sh on a GPU")
 
-    moco = load_moco(results)
     if moco:
         table = out / "moco_table.md"
         table.write_text(moco_table(moco))

@@ -21,11 +21,21 @@ def check_number(name: str, value: Any, *, low: float | None = None,
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UsageError(f"{name}={value!r} must be a finite number")
+        raise UsageError(f"{name}={show(value)} must be a finite number")
     if low is not None and (value < low or (value == low and not low_inclusive)):
-        raise UsageError(f"{name}={value!r} must be {'>=' if low_inclusive else '>'} {low:g}")
+        raise UsageError(f"{name}={show(value)} must be {'>=' if low_inclusive else '>'} "
+                         f"{show(low)}")
     if high is not None and (value > high or (value == high and not high_inclusive)):
-        raise UsageError(f"{name}={value!r} must be {'<=' if high_inclusive else '<'} {high:g}")
+        raise UsageError(f"{name}={show(value)} must be {'<=' if high_inclusive else '<'} "
+                         f"{show(high)}")
+
+
+def show(value: Any) -> str:
+    """A value as the user would type it: ``0`` for ``0.0``, ``1e-05``, ``'text'``."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() \
+            and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
 
 
 def check_positive(cfg: Any, *names: str) -> None:

@@ -125,8 +125,8 @@ def read_config_file(cls: type, path: str | os.PathLike) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     for name, value in values.items():
         if not _fits(value, hints[name]):
-            raise UsageError(f"config={str(path)!r} sets {name}={value!r}, which is not a "
-                             f"{_type_name(hints[name])}")
+            raise UsageError(f"config={str(path)!r} sets {name}={value!r}, which is not of "
+                             f"type {_type_name(hints[name])}")
     return values
 
 

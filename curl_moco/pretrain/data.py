@@ -1,6 +1,6 @@
 """Image-folder data for MoCo: CPU workers decode, the device augments.
 
-Layout: ``root/<class>/<image>.{jpg,jpeg,png,bmp,ppm,webp}`` (ImageNet style); class index =
+Layout: ``root/<class>/<image>.{jpg,jpeg,png,bmp,ppm,webp,tif,tiff}`` (ImageNet style); class index =
 position of the folder name in sorted order. Workers decode each image to a fixed-size
 ``(3, S, S)`` uint8 tensor (shorter side resized to ``S``, centre crop), so batches collate
 without padding and stay uint8 until they reach the device, where the random augmentation of
@@ -38,7 +38,8 @@ from curl_moco.io.errors import MissingPathError, UsageError
 
 log = logging.getLogger("curl_moco")
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif",
+                                     ".tiff")
 FRAMES_META = "frames.npz"
 #: Marker ``experiments.collect_frames`` keeps in a frame folder until it has finished writing.
 INCOMPLETE_MARKER = ".collect_frames_incomplete"

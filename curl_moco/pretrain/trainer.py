@@ -172,6 +172,11 @@ class PretrainRun:
 
         # Data (decoded on CPU workers; augmented on the device).
         self.dataset = ImageFolderDataset(cfg.data, cfg.load_size, frame_stack=cfg.frame_stack)
+        if cfg.knn_every_epochs and len(self.dataset.classes) < 2:
+            raise UsageError(
+                f"data={cfg.data!r} has a single class folder ({self.dataset.classes[0]!r}): "
+                "the kNN monitor needs labelled classes; add class folders or set "
+                "--knn-every-epochs 0")
         if cfg.val_data:
             self.val_set = ImageFolderDataset(cfg.val_data, cfg.load_size,
                                               frame_stack=cfg.frame_stack, setting="val_data")
@@ -194,11 +199,6 @@ class PretrainRun:
         if self.steps_per_epoch == 0:
             raise UsageError(f"batch_size={cfg.batch_size} is larger than the training split "
                              f"({len(self.train_idx)} items over {ctx.world_size} rank(s))")
-        if cfg.knn_every_epochs and len(self.dataset.classes) < 2:
-            raise UsageError(
-                f"data={cfg.data!r} has a single class folder ({self.dataset.classes[0]!r}): "
-                "the kNN monitor needs labelled classes; add class folders or set "
-                "--knn-every-epochs 0")
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
         # Model, identical on every rank (same seed), then per-rank augmentation randomness.
