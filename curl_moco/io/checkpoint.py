@@ -86,13 +86,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o666 & ~_umask())
-            f.write(MAGIC)
-            f.write(_LENGTH.pack(len(header)))
-            f.write(hashlib.sha256(header).digest())
-            f.write(header)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            _write_parts(f, [MAGIC, _LENGTH.pack(len(header)), hashlib.sha256(header).digest(),
+                             header, data])
         os.replace(tmp_name, path)
     except OSError as error:
         if tmp_name is not None:
@@ -106,6 +101,14 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _write_parts(f, parts: Iterable[bytes | memoryview]) -> None:
+    """Write ``parts`` to the open file ``f`` and force them to disk (fsync)."""
+    for part in parts:
+        f.write(part)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def remove_stale_temp_files(folder: str | os.PathLike,
