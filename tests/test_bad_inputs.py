@@ -18,8 +18,14 @@ import pytest
 
 from curl_moco.io.checkpoint import save_checkpoint
 from curl_moco.pretrain.data import write_digits_folder
-from experiments import collect_frames, export_encoder, linear_eval, plot_results, pretrain_moco
-from experiments import train_dmc
+from experiments import (
+    collect_frames,
+    export_encoder,
+    linear_eval,
+    plot_results,
+    pretrain_moco,
+    train_dmc,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Image-folder data for MoCo: CPU workers decode, the device augments.
 
-Layout: ``root/<class>/<image>.{jpg,jpeg,png,bmp,ppm,webp,tif,tiff}`` (ImageNet style); class index =
-position of the folder name in sorted order. Workers decode each image to a fixed-size
+Layout: ``root/<class>/<image>.{jpg,jpeg,png,bmp,ppm,webp,tif,tiff}`` (ImageNet style); class
+index = position of the folder name in sorted order. Workers decode each image to a fixed-size
 ``(3, S, S)`` uint8 tensor (shorter side resized to ``S``, centre crop), so batches collate
 without padding and stay uint8 until they reach the device, where the random augmentation of
 both views runs batched (:mod:`curl_moco.contrastive.augment`).
