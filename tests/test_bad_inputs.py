@@ -110,7 +110,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("pretrain_moco", MOCO + ["--crop-size", "4"], "crop_size=4"),
     ("pretrain_moco", MOCO + ["--dim", "0"], "dim=0"),
     ("pretrain_moco", MOCO + ["--queue-size", "12"], "queue_size=12"),
-    ("pretrain_moco", MOCO + ["--val-fraction", "1.0"], "val_fraction=1.0"),
+    ("pretrain_moco", MOCO + ["--val-fraction", "1.0"], "val_fraction=1 must be < 1"),
     ("pretrain_moco", MOCO + ["--momentum", "1.5"], "momentum=1.5"),
     ("pretrain_moco", MOCO + ["--temperature", "-1"], "temperature=-1"),
     ("pretrain_moco", MOCO + ["--batch-size", "0"], "batch_size=0"),
@@ -297,3 +297,14 @@ def test_config_file_round_trip_still_works(tmp_path) -> None:
     again = parse_config(CurlSacConfig, ["--config", str(tmp_path / "config.json")])
     assert again == cfg
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 123
+    # A saved config is complete: the entry point's default preset does not override it (the
+    # resume command printed after Ctrl-C is --config RUN/config.json); an explicit one does.
+    from curl_moco.pretrain.config import MocoConfig
+    from experiments.configs.moco import MOCO_PRESETS
+
+    moco = MocoConfig(data="d", batch_size=16, queue_size=32)
+    save_config(moco, tmp_path / "moco.json")
+    argv = ["--config", str(tmp_path / "moco.json")]
+    assert parse_config(MocoConfig, argv, MOCO_PRESETS, default_preset="mocov2") == moco
+    v3 = parse_config(MocoConfig, argv + ["--preset", "mocov3"], MOCO_PRESETS)
+    assert v3.batch_size == 4096 and v3.data == "d"

@@ -168,7 +168,7 @@ def test_ctrl_c_checkpoints_the_step_and_resumes_exactly(digits, tmp_path, monke
     with pytest.raises(TrainingInterrupted) as info:
         train(cfg)
     monkeypatch.undo()
-    assert info.value.exit_code == 130 and "at epoch 2, step 7" in str(info.value)
+    assert info.value.exit_code == 130 and "at step 7 (epoch 1.40 of 2)" in str(info.value)
     stopped = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["payload"]
     assert (stopped["step"], stopped["epoch"], stopped["step_in_epoch"]) == (7, 1, 2)
     assert not (tmp_path / "stopped" / "encoder.pt").exists()  # exported only when finished
@@ -217,7 +217,8 @@ def test_sigterm_on_one_rank_stops_all_ranks_after_the_same_step(digits, tmp_pat
     proc = subprocess.run([*launch, str(driver), *argv], cwd=REPO, env=dict(env, STOP_RANK="1"),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert proc.stderr.count("interrupted by SIGTERM at epoch 1, step 2") == 1, proc.stderr[-3000:]
+    message = "interrupted by SIGTERM at step 2 (epoch 0.40 of 1)"  # printed once, by rank 0
+    assert proc.stderr.count(message) == 1, proc.stderr[-3000:]
     assert "resume with: torchrun --nproc_per_node 2 -m experiments.pretrain_moco --config" \
         in proc.stderr
     assert "exitcode  : 143" in proc.stderr  # both ranks: 128 + SIGTERM
@@ -229,3 +230,38 @@ def test_sigterm_on_one_rank_stops_all_ranks_after_the_same_step(digits, tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     assert load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"] == 5
     assert [int(r["step"]) for r in read_csv(run_dir / "train.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_sigterm_to_the_process_group_with_loader_workers(digits, tmp_path):
+    """torchrun stops a worker by sending SIGTERM to its whole process group, data loader
+    workers included: they ignore it, so the main process can finish its step and save."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    cfg = _cfg(digits, run_dir, num_workers=2)
+    argv = [sys.executable, "-m", "experiments.pretrain_moco", "--config", str(tmp_path / "c.json")]
+    (tmp_path / "c.json").write_text(json.dumps(asdict(cfg)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    csv_path, deadline, sent = run_dir / "train.csv", time.time() + 120, False
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if csv_path.is_file() and len(read_csv(csv_path)) >= 3:
+                os.killpg(proc.pid, signal.SIGTERM)
+                sent = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and not sent:
+            proc.kill()
+        err = proc.communicate(timeout=120)[1]
+    assert sent, err[-2000:]
+    assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
+    stopped = load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"]
+    assert f"interrupted by SIGTERM at step {stopped} (epoch " in err
+    assert "resume with: python -m experiments.pretrain_moco --config" in err
+    train(cfg)
+    assert load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"] == 15
+    assert [int(r["step"]) for r in read_csv(csv_path)] == list(range(1, 16))

@@ -1,7 +1,8 @@
 """Command lines from config dataclasses: one flag per field, named presets, saved as JSON.
 
 Resolution order: dataclass defaults < ``--config FILE.json`` (a saved ``config.json``) <
-``--preset NAME`` < flags given explicitly on the command line. A bad flag, preset or config file
+``--preset NAME`` < flags given explicitly on the command line; the entry point's default preset
+applies only without ``--config``. A bad flag, preset or config file
 raises :class:`~curl_moco.io.errors.UsageError` naming it.
 """
 
@@ -81,7 +82,8 @@ def parse_config(cls: type[T], argv: list[str] | None = None,
     config_file = args.pop("_config_file", None)
     if config_file is not None:
         values.update(read_config_file(cls, config_file))
-    preset_name = args.pop("_preset", default_preset)
+    # A config file is a complete configuration: the default preset does not apply over it.
+    preset_name = args.pop("_preset", None if config_file is not None else default_preset)
     if preset_name is not None:
         values.update(resolve_preset(presets or {}, preset_name, cls))
     values.update(args)

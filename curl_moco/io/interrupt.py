@@ -99,6 +99,10 @@ class StopSignals:
 
 
 def ignore_interrupts_in_worker(worker_id: int = 0) -> None:
-    """``DataLoader`` ``worker_init_fn``: a Ctrl-C in the terminal reaches every process of the
-    group; workers ignore it so that the main process can finish its step and save."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """``DataLoader`` ``worker_init_fn``: a Ctrl-C in the terminal (SIGINT) and torchrun's stop
+    (SIGTERM to the worker's whole process group) reach the loader's worker processes too; they
+    ignore both, so that the main process can finish its step and save (a worker killed by a
+    signal would make the main process raise at once). Workers still exit with the main
+    process."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import time
 from pathlib import Path
 
@@ -59,6 +58,7 @@ from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_i
 from curl_moco.pretrain.distributed import (
     DistContext,
     all_gather_objects,
+    all_reduce_max,
     all_reduce_sum,
     cleanup_distributed,
     init_distributed,
@@ -281,21 +281,23 @@ class PretrainRun:
 
     def _stop_agreed(self) -> bool:
         """Whether any rank was asked to stop (collective under DDP: every rank calls it at the
-        same points, so that all stop after the same step)."""
-        flag = torch.tensor([1.0 if self.stop.requested else 0.0])
+        same points, so that all stop after the same step and report the same signal)."""
+        signum = torch.tensor([self.stop.signum or 0])
         if self.ctx.distributed:
-            flag = all_reduce_sum(flag.to(self.device)).cpu()
-        return bool(flag.item() > 0)
+            signum = all_reduce_max(signum.to(self.device)).cpu()
+        self._agreed_signum = int(signum.item())
+        return self._agreed_signum > 0
 
     def _interrupt(self) -> None:
         """Checkpoint (collective; unless this step was just saved) and raise
         :class:`TrainingInterrupted` on every rank."""
         if self._saved_step != self.step:
             self.save()
-        signum = self.stop.signum or signal.SIGTERM  # a rank that got no signal itself
+        epochs = self.epoch + self.step_in_epoch / self.steps_per_epoch
         raise TrainingInterrupted(
-            signum, f"at epoch {self.epoch + 1}, step {self.step}", self.ckpt_path,
-            self.run_dir / "config.json", () if self.cfg.resume else ("--resume",))
+            self._agreed_signum, f"at step {self.step} (epoch {epochs:.2f} of {self.cfg.epochs})",
+            self.ckpt_path, self.run_dir / "config.json",
+            () if self.cfg.resume else ("--resume",))
 
     # ------------------------------------------------------------ evaluation
     def knn_monitor(self) -> float:
