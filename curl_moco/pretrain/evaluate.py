@@ -36,7 +36,7 @@ from curl_moco.io.checks import (
     check_seed,
 )
 from curl_moco.io.encoder_export import ENCODER_KIND, load_encoder_state
-from curl_moco.io.errors import UsageError
+from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import ignore_interrupts_in_worker
 from curl_moco.pretrain.config import LinearEvalConfig
 from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
@@ -299,7 +299,8 @@ def load_backbone_for_eval(cfg: LinearEvalConfig) -> tuple[nn.Module, dict[str, 
 def run_linear_eval(cfg: LinearEvalConfig) -> dict[str, Any]:
     """kNN accuracy, linear-probe accuracy and (DMC frames) per-domain state R^2 of frozen
     features on a held-out split; see :class:`LinearEvalConfig`."""
-    check_linear_eval_config(cfg)
+    with usage_errors():  # only checks settings: its errors are the user's
+        check_linear_eval_config(cfg)
     device = resolve_device(cfg.device)
     backbone, arch, source = load_backbone_for_eval(cfg)
     backbone.to(device)

@@ -467,7 +467,8 @@ def train(cfg: MocoConfig) -> dict[str, float]:
     device = resolve_device(cfg.device)
     ctx = init_distributed(device)
     try:
-        check_config(cfg, ctx.world_size)
+        with usage_errors():  # only checks settings: its errors are the user's
+            check_config(cfg, ctx.world_size)
         if cfg.sync_bn and (ctx.device.type != "cuda" or not ctx.distributed):
             raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
                              "in one process use shuffle_bn or plain BN")

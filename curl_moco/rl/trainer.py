@@ -46,7 +46,7 @@ from curl_moco.io.checkpoint import (
 )
 from curl_moco.io.config import config_to_dict, save_config
 from curl_moco.io.encoder_export import load_encoder_into
-from curl_moco.io.errors import UsageError
+from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted
 from curl_moco.io.logger import Logger
 from curl_moco.io.video import write_video
@@ -149,7 +149,8 @@ class Trainer:
     """
 
     def __init__(self, cfg: CurlSacConfig) -> None:
-        self.cfg = validate(cfg)
+        with usage_errors():  # validate() only checks settings: its errors are the user's
+            self.cfg = validate(cfg)
         self.device = resolve_device(self.cfg.device)
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
