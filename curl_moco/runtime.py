@@ -45,6 +45,60 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise UsageError(f"device={name!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
 
 
+#: Mixed-precision modes of the training loops: "auto" picks "bf16" where the hardware computes
+#: bf16 dot products natively and "off" (float32) elsewhere.
+AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
+#: /proc/cpuinfo flags of x86 CPUs with native bf16 dot products (AVX512-BF16, AMX-BF16).
+NATIVE_BF16_CPU_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU feature flags Linux reports (empty where ``cpuinfo`` cannot be read)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 matrix products natively, and why (one phrase).
+
+    CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and newer). CPU: an AVX512-BF16 or
+    AMX-BF16 flag in ``flags`` (default: this machine's); elsewhere PyTorch emulates bf16 with
+    conversions, slower than float32."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        name = torch.cuda.get_device_name(device)
+        return ok, f"{name} {'supports' if ok else 'does not support'} bf16"
+    if device.type == "cpu":
+        found = sorted(set(NATIVE_BF16_CPU_FLAGS) & (cpu_flags() if flags is None else flags))
+        if found:
+            return True, f"the CPU has native bf16 dot products ({', '.join(found)})"
+        return False, ("the CPU has no native bf16 dot products (no "
+                       f"{' / '.join(NATIVE_BF16_CPU_FLAGS)}): bf16 would be emulated")
+    return False, f"bf16 is not enabled automatically on {device.type}"
+
+
+def resolve_amp(amp: str, device: torch.device, flags: frozenset[str] | None = None
+                ) -> tuple[str, str]:
+    """``amp`` ("auto" | "bf16" | "off") -> the mode used ("bf16" | "off") and the reason, for
+    the start-up log. "auto" is "bf16" exactly where :func:`native_bf16` holds."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}")
+    if amp == "off":
+        return "off", "float32 (amp=off)"
+    ok, why = native_bf16(device, flags)
+    if amp == "bf16":
+        return "bf16", f"bf16 convolutions (amp=bf16; {why})"
+    if ok:
+        return "bf16", f"bf16 convolutions (amp=auto: {why})"
+    return "off", f"float32 (amp=auto: {why})"
+
+
 # glibc mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit systems

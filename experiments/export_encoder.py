@@ -6,8 +6,10 @@
 
 ``--format encoder`` (default): the exchange format the agent's ``--init-encoder`` reads
 (:func:`curl_moco.io.encoder_export.save_encoder_state`, architecture config checked on load).
-``--format torchvision`` (ResNets): a plain state dict for
-``torchvision.models.resnet18()`` with ``fc = nn.Identity()``, ``load_state_dict(strict=True)``.
+``--format torchvision`` (ResNets and ViTs): a plain state dict for
+``torchvision.models.resnet18()`` with ``fc = nn.Identity()``, or for
+``torchvision.models.VisionTransformer(224, 16, 12, 12, 384, 1536)`` (ViT-S/16; ViT-B/16:
+``vit_b_16()``) with ``heads = nn.Identity()``, ``load_state_dict(strict=True)``.
 A missing, damaged or foreign checkpoint or an unwritable ``--out`` prints ``error: ...`` and
 exits 2.
 """
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> str:
     arch = arch_config(cfg)
     backbone = build_backbone(arch)
     if args.format == "torchvision" and not hasattr(backbone, "torchvision_state_dict"):
-        raise UsageError(f"format='torchvision' needs a ResNet; {args.checkpoint} holds a "
+        raise UsageError(f"format='torchvision' needs a ResNet or ViT; {args.checkpoint} holds a "
                          f"{cfg.get('arch')!r} encoder: use --format encoder")
     prefix = "encoder_q.backbone."
     try:

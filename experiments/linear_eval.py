@@ -8,6 +8,16 @@ Reports kNN accuracy and linear-probe accuracy of the class (domain) on the held
 default the pretraining run's own held-out split), and for DMC frame folders the ridge-regression
 R^2 of each domain's physics state. ``--random-init`` with a checkpoint evaluates the same
 architecture at random initialisation (the baseline). Prints JSON; ``--json-out`` saves it.
+
+``--protocol linear`` runs MoCo's linear-classification protocol instead (frozen backbone in
+eval mode, a linear classifier trained with SGD on augmented images, centre-crop top-1/top-5;
+``linear_top1`` is the number to compare with the MoCo papers), ``--protocol all`` both:
+
+    python -m experiments.linear_eval --checkpoint runs/X/checkpoint.pt --protocol linear \
+        --lincls-lr 30 --lincls-epochs 100 --lincls-schedule step        # MoCo v1/v2
+    python -m experiments.linear_eval --checkpoint runs/X/checkpoint.pt --protocol linear \
+        --lincls-batch-size 1024                                          # MoCo v3 ResNet-50
+
 A setting the user can fix prints ``error: ...`` and exits 2.
 """
 

@@ -1,14 +1,17 @@
 """Learning curves and a results table from committed run logs (CURL on DMControl, MoCo).
 
-Reads ``<results>/dmc/<task>/seed_<s>/eval.csv`` (written by ``experiments.train_dmc``: column
-``step`` = environment steps, ``episode_reward`` = mean return of the evaluation episodes) and
-writes
+Reads ``<results>/dmc/<task>/seed_<s>/eval.csv`` (CURL runs of
+``scripts/run_curl_benchmark.sh``) and ``<results>/dmc/<task>/<variant>/seed_<s>/eval.csv``
+(ablations: ``curl``, ``no_curl``, ``curl_shift``, ...; written by ``experiments.train_dmc``:
+column ``step`` = environment steps, ``episode_reward`` = mean return of the evaluation
+episodes) and writes
 
-- ``<out>/plots/<task>.png``: mean over seeds with the min-max band (thin lines: each seed),
-  CURL's published 100k and 500k scores drawn as reference marks;
+- ``<out>/plots/<task>.png``: per variant, the mean over seeds with a +-std band (thin lines:
+  each seed); CURL's published 100k and 500k scores (and, where the paper gives them, other
+  methods' 100k scores) as reference marks;
 - ``<out>/plots/dmc_curves.png``: all tasks on one figure;
-- ``<out>/dmc_table.md``: ours at 100k and 500k environment steps (mean +- std over seeds)
-  beside CURL's numbers.
+- ``<out>/dmc_table.md``: per task and variant, mean +- std over seeds at 100k and 500k
+  environment steps and at the latest evaluation, beside CURL's numbers.
 
 Optionally (when present) ``<results>/moco/<run>/epoch.csv`` (``experiments.pretrain_moco``):
 ``<out>/plots/moco.png`` (loss and kNN accuracy per epoch) and ``<out>/moco_table.md``.
@@ -43,6 +46,12 @@ CURL_PAPER: dict[str, dict[int, float]] = {
     "walker-walk": {100_000: 403.0, 500_000: 902.0},
     "ball_in_cup-catch": {100_000: 769.0, 500_000: 959.0},
 }
+#: Other methods at 100k environment steps (CURL paper, Table 1), drawn beside CURL's marks.
+OTHER_METHODS_100K: dict[str, dict[str, float]] = {
+    "cartpole-swingup": {"pixel SAC": 419.0, "SAC+AE": 311.0, "state SAC": 835.0},
+}
+#: Variant name of runs stored directly as ``<task>/seed_<s>`` (the benchmark script's CURL).
+DEFAULT_VARIANT = "curl"
 MILESTONES: tuple[int, ...] = (100_000, 500_000)
 STEP_COLUMN = "step"
 RETURN_COLUMNS: tuple[str, ...] = ("episode_reward", "mean_return", "return")
@@ -87,22 +96,32 @@ def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
 
 
-def load_dmc(results: Path) -> dict[str, list[Curve]]:
-    """``{task: [Curve per seed]}`` from ``results/dmc/<task>/seed_<s>/eval.csv``."""
-    out: dict[str, list[Curve]] = {}
+def _seed_curves(folder: Path) -> list[Curve]:
+    curves = []
+    for seed_dir in sorted(folder.glob("seed_*"), key=_seed_key):
+        path = seed_dir / "eval.csv"
+        if path.is_file():
+            steps, returns = read_eval_csv(path)
+            if steps.size:
+                curves.append(Curve(seed_dir.name.removeprefix("seed_"), steps, returns))
+    return curves
+
+
+def load_dmc(results: Path) -> dict[str, dict[str, list[Curve]]]:
+    """``{task: {variant: [Curve per seed]}}`` from ``results/dmc/<task>/seed_<s>/eval.csv``
+    (variant :data:`DEFAULT_VARIANT`) and ``results/dmc/<task>/<variant>/seed_<s>/eval.csv``."""
+    out: dict[str, dict[str, list[Curve]]] = {}
     root = results / "dmc"
     if not root.is_dir():
         return out
     for task_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        curves = []
-        for seed_dir in sorted(task_dir.glob("seed_*"), key=_seed_key):
-            path = seed_dir / "eval.csv"
-            if path.is_file():
-                steps, returns = read_eval_csv(path)
-                if steps.size:
-                    curves.append(Curve(seed_dir.name.removeprefix("seed_"), steps, returns))
-        if curves:
-            out[task_dir.name] = curves
+        variants = {DEFAULT_VARIANT: _seed_curves(task_dir)}
+        for sub in sorted(p for p in task_dir.iterdir()
+                          if p.is_dir() and not p.name.startswith("seed_")):
+            variants[sub.name] = variants.get(sub.name, []) + _seed_curves(sub)
+        variants = {name: curves for name, curves in variants.items() if curves}
+        if variants:
+            out[task_dir.name] = variants
     return out
 
 
@@ -113,11 +132,13 @@ def _seed_key(path: Path) -> tuple[int, str]:
 
 def mean_band(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """On the union of evaluation steps up to the shortest run's end: ``steps``, ``mean``,
-    ``low`` and ``high`` (min/max over seeds) of the seeds' returns, linearly interpolated."""
+    ``low`` and ``high`` (mean -+ std over seeds) of the seeds' returns, linearly
+    interpolated."""
     end = min(int(c.steps[-1]) for c in curves)
     steps = np.unique(np.concatenate([c.steps[c.steps <= end] for c in curves]))
     values = np.stack([np.interp(steps, c.steps, c.returns) for c in curves])
-    return steps, values.mean(0), values.min(0), values.max(0)
+    mean, std = values.mean(0), values.std(0)
+    return steps, mean, mean - std, mean + std
 
 
 def milestone_stats(curves: Sequence[Curve], step: int) -> tuple[float, float, int] | None:
@@ -128,42 +149,48 @@ def milestone_stats(curves: Sequence[Curve], step: int) -> tuple[float, float, i
     return float(np.mean(values)), float(np.std(values)), len(values)
 
 
-def dmc_table(data: dict[str, list[Curve]]) -> str:
-    """Markdown: ours (mean +- std over seeds) at 100k/500k beside CURL's published scores."""
+def dmc_table(data: dict[str, dict[str, list[Curve]]]) -> str:
+    """Markdown: per task and variant, mean +- std over seeds at 100k/500k and at the latest
+    evaluation, beside CURL's published scores (and other methods' where known)."""
     lines = [
-        "| task | ours 100k | CURL 100k | ours - CURL (100k) | ours 500k | CURL 500k "
+        "| task | variant | ours 100k | CURL 100k | ours - CURL (100k) | ours 500k | CURL 500k "
         "| ours, latest evaluation |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     tasks = list(CURL_PAPER) + sorted(set(data) - set(CURL_PAPER))
     for task in tasks:
-        curves = data.get(task, [])
         paper = CURL_PAPER.get(task, {})
-        cells = [task]
-        for step in MILESTONES:
-            stats = milestone_stats(curves, step) if curves else None
-            ours = (f"{stats[0]:.0f} ± {stats[1]:.0f} (n={stats[2]})" if stats
-                    else "not reached" if curves else "not run")
-            ref = f"{paper[step]:.0f}" if step in paper else "–"
-            if step == MILESTONES[0]:
-                diff = (f"{stats[0] - paper[step]:+.0f}" if stats and step in paper else "–")
-                cells += [ours, ref, diff]
+        for variant, curves in (data.get(task) or {DEFAULT_VARIANT: []}).items():
+            cells = [task, variant]
+            for step in MILESTONES:
+                stats = milestone_stats(curves, step) if curves else None
+                ours = (f"{stats[0]:.0f} ± {stats[1]:.0f} (n={stats[2]})" if stats
+                        else "not reached" if curves else "not run")
+                ref = f"{paper[step]:.0f}" if step in paper else "–"
+                if step == MILESTONES[0]:
+                    diff = f"{stats[0] - paper[step]:+.0f}" if stats and step in paper else "–"
+                    cells += [ours, ref, diff]
+                else:
+                    cells += [ours, ref]
+            if curves:
+                last = [float(c.returns[-1]) for c in curves]
+                steps = sorted({int(c.steps[-1]) for c in curves})
+                at = (f"{steps[0] / 1e3:g}k" if len(steps) == 1
+                      else f"{steps[0] / 1e3:g}k-{steps[-1] / 1e3:g}k")
+                cells.append(f"{np.mean(last):.0f} ± {np.std(last):.0f} at {at} "
+                             f"(n={len(last)})")
             else:
-                cells += [ours, ref]
-        if curves:
-            last = [float(c.returns[-1]) for c in curves]
-            steps = sorted({int(c.steps[-1]) for c in curves})
-            at = (f"{steps[0] / 1e3:g}k" if len(steps) == 1
-                  else f"{steps[0] / 1e3:g}k-{steps[-1] / 1e3:g}k")
-            cells.append(f"{np.mean(last):.0f} ± {np.std(last):.0f} at {at} (n={len(last)})")
-        else:
-            cells.append("–")
-        lines.append("| " + " | ".join(cells) + " |")
+                cells.append("–")
+            lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Environment steps (agent steps x action repeat); ours: mean ± std over seeds "
-                 "of the mean return of 10 evaluation episodes (deterministic policy), at the "
+                 "of the mean return of the evaluation episodes (deterministic policy), at the "
                  f"evaluation within {TOLERANCE:.0%} of the step count; CURL: Laskin et al. "
                  "2020, Table 1 (mean of 10 seeds).")
+    others = [f"{task}: " + ", ".join(f"{m} {v:.0f}" for m, v in methods.items())
+              for task, methods in OTHER_METHODS_100K.items() if task in data]
+    if others:
+        lines.append("Other methods at 100k in the same table: " + "; ".join(others) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -176,18 +203,23 @@ def _plt():
     return plt
 
 
-def draw_task(ax, task: str, curves: Sequence[Curve]) -> None:
-    """Mean curve, min-max band, thin per-seed lines and CURL's reference marks on ``ax``."""
-    steps, mean, low, high = mean_band(curves)
-    for c in curves:
-        ax.plot(c.steps / 1e3, c.returns, color="tab:blue", alpha=0.25, linewidth=0.8)
-    ax.fill_between(steps / 1e3, low, high, color="tab:blue", alpha=0.2,
-                    label=f"ours: min-max over {len(curves)} seed(s)")
-    ax.plot(steps / 1e3, mean, color="tab:blue", linewidth=2, label="ours: mean")
+def draw_task(ax, task: str, variants: dict[str, list[Curve]]) -> None:
+    """Per variant: mean curve, +-std band, thin per-seed lines; the paper's marks on ``ax``."""
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink"]
+    for index, (variant, curves) in enumerate(variants.items()):
+        color = colors[index % len(colors)]
+        steps, mean, low, high = mean_band(curves)
+        for c in curves:
+            ax.plot(c.steps / 1e3, c.returns, color=color, alpha=0.25, linewidth=0.8)
+        ax.fill_between(steps / 1e3, low, high, color=color, alpha=0.15)
+        ax.plot(steps / 1e3, mean, color=color, linewidth=2,
+                label=f"{variant}: mean ± std, {len(curves)} seed(s)")
     for step, value in CURL_PAPER.get(task, {}).items():
         ax.scatter([step / 1e3], [value], marker="*", s=140, color="tab:red", zorder=5,
                    label="CURL (paper)" if step == MILESTONES[0] else None)
-        ax.axhline(value, color="tab:red", linestyle=":", linewidth=0.8, alpha=0.6)
+    for (method, value), marker in zip(OTHER_METHODS_100K.get(task, {}).items(), "ovs^"):
+        ax.scatter([100], [value], marker=marker, s=50, color="black", zorder=5,
+                   label=f"{method} (paper)")
     ax.set_title(task)
     ax.set_xlabel("environment steps (thousands)")
     ax.set_ylabel("evaluation return")
@@ -195,7 +227,7 @@ def draw_task(ax, task: str, curves: Sequence[Curve]) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_dmc(data: dict[str, list[Curve]], out: Path) -> list[Path]:
+def plot_dmc(data: dict[str, dict[str, list[Curve]]], out: Path) -> list[Path]:
     plt = _plt()
     plots = out / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -305,7 +337,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     written["plots"] += [str(p) for p in plot_dmc(dmc, out)]
     print(table.read_text())
     if not dmc:
-        print(f"no runs under {results / 'dmc'} (expected <task>/seed_<s>/eval.csv); "
+        print(f"no runs under {results / 'dmc'} (expected <task>[/<variant>]/seed_<s>/eval.csv); "
               "run scripts/run_curl_benchmark.sh on a GPU")
 
     if moco:

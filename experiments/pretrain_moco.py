@@ -3,9 +3,10 @@ resnet18 ...`` in one process (CPU or one GPU), or unchanged under
 ``torchrun --nproc_per_node N -m experiments.pretrain_moco ...`` (DDP; ``--batch-size`` is global).
 
 Every field of :class:`curl_moco.pretrain.config.MocoConfig` is a flag (``--help`` lists them);
-presets (``--preset mocov1|mocov2|mocov3``) come from ``experiments/configs/moco.py`` and explicit
-flags override them. Outputs in ``--run-dir``: config.json, run.json, train.csv, epoch.csv,
-tb/, checkpoint.pt (resumed automatically), encoder.pt (+ backbone_torchvision.pt for ResNets).
+presets (``--preset mocov1|mocov2|mocov3|mocov3_vit``) come from ``experiments/configs/moco.py``
+and explicit flags override them. Outputs in ``--run-dir``: config.json, run.json, train.csv,
+epoch.csv, tb/, checkpoint.pt (resumed automatically), encoder.pt (+ backbone_torchvision.pt for
+ResNets and ViTs).
 A setting the user can fix prints ``error: ...`` and exits 2. Ctrl-C (SIGTERM) stops every rank
 after the same step, writes a checkpoint, prints the resume command and exits 130 (143).
 """

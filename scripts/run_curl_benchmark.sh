@@ -194,8 +194,9 @@ if [ "$BENCH" = 1 ] && [ "$COLLECT_ONLY" = 0 ]; then
   out=experiments/bench/results/gpu
   say "GPU benchmarks -> $out"
   "$PYTHON" -m experiments.bench.bench_replay --device cuda --repeats 50 --out-dir "$out" || failed=$((failed + 1))
+  # add --official-curl DIR (a clone of MishaLaskin/curl) for the official code's row
   "$PYTHON" -m experiments.bench.bench_update --device cuda --repeats 30 --warmup 3 \
-    --all-options-at-every-batch --prototype --out-dir "$out" || failed=$((failed + 1))
+    --out-dir "$out" || failed=$((failed + 1))
   "$PYTHON" -m experiments.bench.bench_pretrain --device cuda --image-size 256 --crop-size 224 \
     --batch-size 256 --num-workers 8 --num-images 4096 --batches 10 --rounds 2 \
     --train-steps 10 --out-dir "$out" || failed=$((failed + 1))

@@ -8,8 +8,9 @@ import pytest
 from experiments import plot_results
 
 
-def write_run(root, task, seed, rows, header="step,episode_reward,episode_reward_std"):
-    folder = root / "dmc" / task / f"seed_{seed}"
+def write_run(root, task, seed, rows, header="step,episode_reward,episode_reward_std",
+              variant=None):
+    folder = root / "dmc" / task / (variant or "") / f"seed_{seed}"
     folder.mkdir(parents=True)
     lines = [header] + [f"{step},{value},0.0" for step, value in rows]
     (folder / "eval.csv").write_text("\n".join(lines) + "\n")
@@ -30,9 +31,32 @@ def test_plot_results_writes_pngs_and_table(tmp_path):
     table = (out / "dmc_table.md").read_text()
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
     # cartpole at 100k: seeds 500 and 600 -> mean 550, std 50; CURL 582 -> -32
-    assert "| 550 ± 50 (n=2) | 582 | -32 | not reached | 841 |" in rows["cartpole-swingup"]
-    assert "| 450 ± 0 (n=1) | 403 | +47 | 910 ± 0 (n=1) | 902 |" in rows["walker-walk"]
-    assert "| not run | 767 | – | not run | 926 | – |" in rows["finger-spin"]
+    assert "| curl | 550 ± 50 (n=2) | 582 | -32 | not reached | 841 |" in rows["cartpole-swingup"]
+    assert "| curl | 450 ± 0 (n=1) | 403 | +47 | 910 ± 0 (n=1) | 902 |" in rows["walker-walk"]
+    assert "| curl | not run | 767 | – | not run | 926 | – |" in rows["finger-spin"]
+
+
+def test_variants_get_their_own_rows_and_curves(tmp_path):
+    """Ablations live in <task>/<variant>/seed_<s>: one table row and one curve each, beside
+    the paper's pixel SAC and SAC+AE numbers."""
+    steps = [0, 50_000, 100_000]
+    for seed, offset in ((1, 0.0), (2, 40.0), (3, 80.0)):
+        write_run(tmp_path, "cartpole-swingup", seed, [(s, s / 250 + offset) for s in steps],
+                  variant="curl")
+    for seed, offset in ((1, 0.0), (2, 20.0)):
+        write_run(tmp_path, "cartpole-swingup", seed, [(s, s / 500 + offset) for s in steps],
+                  variant="no_curl")
+    out = tmp_path / "out"
+    plot_results.main(["--results", str(tmp_path), "--out", str(out)])
+    data = plot_results.load_dmc(tmp_path)
+    assert sorted(data["cartpole-swingup"]) == ["curl", "no_curl"]
+    table = (out / "dmc_table.md").read_text()
+    lines = [line for line in table.splitlines() if line.startswith("| cartpole-swingup")]
+    # curl at 100k: 400, 440, 480 -> 440 +- 32.7; no_curl: 200, 220 -> 210 +- 10
+    assert any("| curl | 440 ± 33 (n=3) | 582 | -142 |" in line for line in lines)
+    assert any("| no_curl | 210 ± 10 (n=2) | 582 | -372 |" in line for line in lines)
+    assert "pixel SAC 419" in table and "SAC+AE 311" in table
+    assert (out / "plots" / "cartpole-swingup.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_milestones_and_band():
@@ -44,7 +68,7 @@ def test_milestones_and_band():
     steps, avg, low, high = plot_results.mean_band([a, b])
     assert steps.tolist() == [0, 50, 100]  # up to the shortest run's end
     assert avg.tolist() == [0.0, 15.0, 30.0]  # b interpolated to 20 at step 50
-    assert low.tolist() == [0.0, 10.0, 20.0] and high.tolist() == [0.0, 20.0, 40.0]
+    assert low.tolist() == [0.0, 10.0, 20.0] and high.tolist() == [0.0, 20.0, 40.0]  # -+ std
 
 
 def test_unknown_columns_are_rejected(tmp_path):

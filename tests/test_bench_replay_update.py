@@ -39,49 +39,91 @@ def test_bench_replay_writes_json_with_exact_memory_accounting(tmp_path):
     assert record["baseline"]["speedup_vs_baseline"] == pytest.approx(1.0)
 
 
-def test_bench_update_runs_baseline_ours_and_an_option(tmp_path):
-    bench_update.main(["--batch-sizes", "4", "--options", "channels_last", "fused_adam",
-                       "--repeats", "1", "--warmup", "0", "--capacity", "40", "--image-size",
-                       "28", "--crop-size", "24", "--num-layers", "2", "--num-filters", "4",
-                       "--hidden-dim", "16", "--feature-dim", "8", "--device", "cpu",
+SMALL_UPDATE = ["--repeats", "1", "--warmup", "0", "--capacity", "40", "--image-size", "28",
+                "--crop-size", "24", "--num-layers", "2", "--num-filters", "4", "--hidden-dim",
+                "16", "--feature-dim", "8", "--device", "cpu"]
+
+
+def test_bench_update_times_baseline_and_our_rows(tmp_path):
+    bench_update.main(["--batch-sizes", "4", "--rows", "baseline", "ours-default", "ours-fp32",
+                       "ours-bf16-all", "ours-default+cudagraphs", *SMALL_UPDATE,
                        "--out-dir", str(tmp_path)])
     data = json.loads((tmp_path / "bench_update.json").read_text())
     assert {"machine", "command", "settings", "results", "goal"} <= data.keys()
-    assert data["goal"]["speedup"] == 1.5  # the CPU goal
+    assert data["goal"]["speedup_of_ours_default"] == 2.0  # the CPU goal
+    assert data["trainer_default_flags"] == bench_update.trainer_flags()
+    if not torch.cuda.is_available():
+        assert "ours-default+cudagraphs" in data["skipped"]
     (record,) = data["results"]
-    variants = record["variants"]
-    for name in ("baseline", "ours", "ours+channels_last", "ours+fused_adam"):
-        assert "error" not in variants[name], variants[name]
-        assert variants[name]["updates_per_s"] == pytest.approx(
-            1 / variants[name]["seconds_per_update"])
-    assert variants["baseline"]["speedup_vs_baseline"] == pytest.approx(1.0)
-    assert set(record["best_options"]) <= {"channels_last", "fused_adam"}
+    rows = record["rows"]
+    for name in ("baseline", "ours-default", "ours-fp32", "ours-bf16-all"):
+        assert "error" not in rows[name], rows[name]
+        assert rows[name]["updates_per_s"] == pytest.approx(
+            1 / rows[name]["seconds_per_update"])
+    assert rows["baseline"]["speedup_vs_baseline"] == pytest.approx(1.0)
+    assert rows["ours-fp32"]["flags"]["amp"] == "off"
+    assert "baseline_over_official" not in record  # no official code given
 
 
-def test_bench_options_map_onto_the_agent_flags():
-    from curl_moco.rl.agent import CurlSacAgent
+def test_bench_rows_use_the_trainers_default_flags():
+    from curl_moco.rl.config import CurlSacConfig
 
-    assert bench_update.agent_flags(()) == {"channels_last": False, "fused_adam": False,
-                                            "compile_mode": "off", "amp": "off"}
-    flags = bench_update.agent_flags(("channels_last", "fused_adam", "bf16", "cudagraphs"))
-    assert flags == {"channels_last": True, "fused_adam": True,
-                     "compile_mode": "reduce-overhead", "amp": "bf16"}
-    agent = CurlSacAgent(9, 24, 2, feature_dim=8, hidden_dim=16, num_layers=2, num_filters=4,
-                         **bench_update.agent_flags(("channels_last", "fused_adam")))
-    conv = agent.critic.encoder.convs[0].weight
-    assert conv.is_contiguous(memory_format=torch.channels_last)
-    assert agent.actor.encoder.convs[0].weight is conv  # tied weights survive the conversion
-    assert all(g["fused"] for o in agent.optimizers().values() for g in o.param_groups)
-    with pytest.raises(KeyError, match="unknown options"):
-        bench_update.agent_flags(("warp_drive",))
+    defaults = CurlSacConfig()
+    flags = bench_update.trainer_flags()
+    assert flags == {"channels_last": defaults.channels_last, "fused_adam": defaults.fused_adam,
+                     "compile_mode": defaults.compile_mode, "amp": defaults.amp}
+    assert bench_update.trainer_flags(**bench_update.OUR_VARIANTS["ours-plain"]) == {
+        "channels_last": False, "fused_adam": False, "compile_mode": defaults.compile_mode,
+        "amp": "off"}
 
 
-def test_reference_baseline_and_prototype_updates_learn():
-    """Both measured update structures really train: finite losses, encoder weights move."""
-    from curl_moco.rl.agent import CurlSacAgent
-    from curl_moco.rl.replay import ReplayBatch
-    from experiments.bench.baselines import ReferenceCurlSac
-    from experiments.bench.prototypes import SharedForwardUpdate
+def test_bench_update_compares_with_official_code_when_given(tmp_path, monkeypatch):
+    """A folder without the official code is a clear error; with it, the ratio is reported.
+    The official code itself is not part of the project: a stand-in with its interface (an
+    agent whose update samples the replay buffer) exercises the plumbing."""
+    from experiments.bench.official_curl import OfficialCodeError, locate
+
+    with pytest.raises(OfficialCodeError, match="curl_sac.py"):
+        locate(str(tmp_path))
+    monkeypatch.delenv("CURL_OFFICIAL_DIR", raising=False)
+    assert locate(None) is None
+    pytest.importorskip("skimage")
+    official = tmp_path / "curl"
+    official.mkdir()
+    (official / "utils.py").write_text(
+        "import numpy as np\nimport torch\n"
+        "class ReplayBuffer:\n"
+        "    def __init__(self, obs_shape, action_shape, capacity, batch_size, device, "
+        "image_size=84):\n"
+        "        self.obses = np.empty((capacity, *obs_shape), np.uint8)\n"
+        "        self.next_obses = np.empty((capacity, *obs_shape), np.uint8)\n"
+        "        self.actions = np.empty((capacity, *action_shape), np.float32)\n"
+        "        self.rewards = np.empty((capacity, 1), np.float32)\n"
+        "        self.not_dones = np.empty((capacity, 1), np.float32)\n"
+        "        self.batch_size, self.image_size = batch_size, image_size\n")
+    (official / "curl_sac.py").write_text(
+        "import torch\n"
+        "class CurlSacAgent:\n"
+        "    def __init__(self, obs_shape, action_shape, device, **kw):\n"
+        "        self.updates = 0\n"
+        "    def update(self, replay_buffer, L, step):\n"
+        "        L.log('train/batch_reward', 0.0, step)\n"
+        "        torch.as_tensor(replay_buffer.obses[:replay_buffer.batch_size]).float().sum()\n")
+    data = bench_update.main(["--batch-sizes", "4", "--rows", "official", "baseline",
+                              "--official-curl", str(official), *SMALL_UPDATE,
+                              "--out-dir", str(tmp_path)])
+    (record,) = data["results"]
+    assert record["rows"]["official"]["median_s"] > 0
+    assert record["baseline_over_official"] == pytest.approx(
+        record["rows"]["baseline"]["median_s"] / record["rows"]["official"]["median_s"])
+
+
+def test_reference_baseline_update_learns_with_the_official_crops():
+    """The baseline really trains (finite losses, encoder weights move), its actor convolutions
+    are the critic's, and its crops are CURL's windows (offsets in [0, H - size))."""
+    import numpy as np
+
+    from experiments.bench.baselines import ReferenceCurlSac, _numpy_random_crop
 
     torch.manual_seed(0)
     batch, size, crop = 6, 28, 24
@@ -90,16 +132,6 @@ def test_reference_baseline_and_prototype_updates_learn():
     action, reward, not_done = torch.rand(batch, 2) * 2 - 1, torch.rand(batch, 1), torch.ones(
         batch, 1)
     kw = dict(feature_dim=8, hidden_dim=16, num_layers=2, num_filters=4)
-
-    agent = CurlSacAgent(9, crop, 2, **kw)
-    before = agent.critic.encoder.convs[0].weight.detach().clone()
-    update = SharedForwardUpdate(agent)
-    for _ in range(2):
-        metrics = update(ReplayBatch(obs, action, reward, nxt, not_done))
-    assert all(torch.isfinite(v) for v in metrics.values())
-    assert not torch.equal(before, agent.critic.encoder.convs[0].weight)
-    assert agent.num_updates == 2
-
     ref = ReferenceCurlSac(9, crop, 2, **kw)
     before = ref.critic.encoder.convs[0].weight.detach().clone()
     crops = [x[:, :, :crop, :crop].float() for x in (obs, obs, nxt)]
@@ -107,8 +139,14 @@ def test_reference_baseline_and_prototype_updates_learn():
     assert {"critic_loss", "actor_loss", "curl_loss"} <= metrics.keys()
     assert all(torch.isfinite(v) for v in metrics.values())
     assert not torch.equal(before, ref.critic.encoder.convs[0].weight)
-    # the actor's convolutions are the critic's (tied), as in the reference code
     assert ref.actor.encoder.convs[0].weight is ref.critic.encoder.convs[0].weight
+
+    images = obs.numpy()
+    out = _numpy_random_crop(images, crop, np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(0, size - crop, batch), rng.integers(0, size - crop, batch)
+    for b in range(batch):
+        assert np.array_equal(out[b], images[b, :, rows[b]:rows[b] + crop, cols[b]:cols[b] + crop])
 
 
 def test_bench_allocator_times_both_modes_in_fresh_processes(tmp_path):

@@ -12,6 +12,7 @@ from curl_moco.contrastive.augment import (
     AUGMENT_BACKENDS,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MOCO_RECIPES,
     MocoAugment,
     center_crop,
     crop_at,
@@ -19,7 +20,9 @@ from curl_moco.contrastive.augment import (
     random_crop,
     resized_crop,
     sample_resized_crops,
+    solarize,
 )
+from curl_moco.contrastive.color import apply_color_twist, color_twist, sample_color_jitter
 
 # Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -113,7 +116,8 @@ BACKENDS = pytest.mark.parametrize("backend", AUGMENT_BACKENDS)
 
 
 @BACKENDS
-@pytest.mark.parametrize("recipe", ["v1", "v2", "crop_color"])
+@pytest.mark.parametrize("recipe", ["v1", "v2", "crop_color", "v3_view1", "v3_view2",
+                                    "crop_flip"])
 def test_moco_augment_shape_dtype_and_normalisation(recipe: str, backend: str) -> None:
     x = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
     aug = MocoAugment(32, recipe=recipe, backend=backend)
@@ -156,7 +160,7 @@ def test_moco_augment_is_deterministic_under_manual_seed(backend: str) -> None:
 
 
 @BACKENDS
-@pytest.mark.parametrize("recipe", ["v1", "v2", "crop_color"])
+@pytest.mark.parametrize("recipe", ["v1", "v2", "crop_color", "v3_view1", "v3_view2"])
 def test_moco_augment_same_transform_for_stacked_frames(recipe: str, backend: str) -> None:
     aug = MocoAugment(24, recipe=recipe, backend=backend)
     frames = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
@@ -226,3 +230,105 @@ def test_gaussian_blur_matches_torchvision_per_image() -> None:
     for i in range(3):
         expected = TF.gaussian_blur(x[i], [7, 7], [float(sigma[i])] * 2)
         torch.testing.assert_close(out[i], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_random_shift_is_replicate_pad_then_crop() -> None:
+    """DrQ's shift: replicate-pad by ``pad`` then a random crop back to the input size; equal to
+    doing that explicitly with the same generator, for uint8 and float."""
+    from curl_moco.contrastive.augment import random_shift
+
+    x = torch.randint(0, 256, (6, 9, 20, 20), dtype=torch.uint8)
+    shifted = random_shift(x, 4, generator=torch.Generator().manual_seed(3))
+    padded = F.pad(x.float(), (4, 4, 4, 4), mode="replicate")
+    expected = random_crop(padded, 20, generator=torch.Generator().manual_seed(3))
+    assert shifted.dtype == torch.uint8 and shifted.shape == x.shape
+    assert torch.equal(shifted.float(), expected)
+    # every output is the input moved by at most 4 pixels (borders repeated)
+    _, offsets = random_crop(padded, 20, generator=torch.Generator().manual_seed(3),
+                             return_offsets=True)
+    assert int(offsets.min()) >= 0 and int(offsets.max()) <= 8
+    assert torch.equal(random_shift(x, 0), x)
+    with pytest.raises(ValueError, match="square"):
+        random_shift(torch.zeros(1, 3, 20, 24))
+    with pytest.raises(ValueError, match="pad"):
+        random_shift(x, -1)
+
+
+def test_solarize_equals_torchvision_on_selected_images() -> None:
+    x = torch.rand(4, 3, 10, 10)
+    x[0, 0, 0, :3] = torch.tensor([0.5, 0.49, 1.0])  # the cut: >= 0.5 is inverted
+    selected = torch.tensor([True, False, True, False])
+    out = solarize(x, selected)
+    for i in range(4):
+        expected = TF.solarize(x[i], 0.5) if selected[i] else x[i]
+        assert torch.equal(out[i], expected)
+    assert out[0, 0, 0, :3].tolist() == pytest.approx([0.5, 0.49, 0.0])
+
+
+def test_v3_recipes_are_byol_s_asymmetric_pair() -> None:
+    one, two = MOCO_RECIPES["v3_view1"], MOCO_RECIPES["v3_view2"]
+    for r in (one, two):  # moco-v3 main_moco.py augmentation1 / augmentation2
+        assert (r.scale, r.jitter, r.jitter_p, r.grayscale_p, r.grayscale_first, r.blur_sigma,
+                r.flip_p) == ((0.08, 1.0), (0.4, 0.4, 0.2, 0.1), 0.8, 0.2, False, (0.1, 2.0), 0.5)
+    assert (one.blur_p, one.solarize_p, two.blur_p, two.solarize_p) == (1.0, 0.0, 0.1, 0.2)
+    assert MocoAugment(32, "v3_view1", crop_min=0.2).params.scale == (0.2, 1.0)
+    with pytest.raises(ValueError, match="crop_min=1.0"):
+        MocoAugment(32, "v3_view1", crop_min=1.0)
+    kornia_ops = [type(op).__name__ for op in MocoAugment(32, "v3_view2", backend="kornia")
+                  .pipeline.children()]
+    assert kornia_ops == ["RandomResizedCrop", "ColorJitter", "RandomGrayscale",
+                          "RandomGaussianBlur", "RandomSolarize", "RandomHorizontalFlip"]
+    kornia_one = [type(op).__name__ for op in MocoAugment(32, "v3_view1", backend="kornia")
+                  .pipeline.children()]
+    assert "RandomSolarize" not in kornia_one and "RandomGaussianBlur" in kornia_one
+
+
+@pytest.mark.parametrize("recipe", ["v3_view1", "v3_view2", "crop_flip"])
+def test_fused_v3_views_equal_their_ops_applied_one_by_one(recipe: str) -> None:
+    """Redraw the fused pipeline's random numbers in its order and apply torchvision's blur and
+    solarize image by image: crop + flip, colour, blur, solarize, exactly in that order."""
+    n, size = 48, 24
+    x = torch.randint(0, 256, (n, 3, 40, 36), dtype=torch.uint8)
+    aug = MocoAugment(size, recipe, normalize=False)
+    params = MOCO_RECIPES[recipe]
+    torch.manual_seed(11)
+    out = aug(x)
+    torch.manual_seed(11)
+    boxes = sample_resized_crops(n, 40, 36, params.scale)
+    flip = torch.rand(n) < 0.5
+    views = resized_crop(x, boxes, size, flip) / 255
+    if recipe != "crop_flip":
+        jitter = sample_color_jitter(n, *params.jitter, params.jitter_p, params.grayscale_p)
+        views = apply_color_twist(views, *color_twist(jitter, views.mean(dim=(2, 3))))
+        blurred = torch.rand(n) < params.blur_p
+        sigma = 0.1 + 1.9 * torch.rand(n)
+        solarized = (torch.rand(n) < params.solarize_p if params.solarize_p > 0
+                     else torch.zeros(n, dtype=torch.bool))
+        assert bool(blurred.all()) == (recipe == "v3_view1")
+        assert bool(solarized.any()) == (recipe == "v3_view2")
+        for i in range(n):
+            if blurred[i]:
+                views[i] = TF.gaussian_blur(views[i], [aug.blur_kernel_size] * 2,
+                                            [float(sigma[i])] * 2)
+            if solarized[i]:
+                views[i] = TF.solarize(views[i], 0.5)
+    torch.testing.assert_close(out, views, rtol=0, atol=2e-6)
+
+
+def test_view_augment_v3_draws_each_view_with_its_own_recipe() -> None:
+    from curl_moco.pretrain.transforms import ViewAugment
+
+    pair = ViewAugment("v3", 24, 3, normalize=True, crop_min=0.2)
+    assert (pair.moco.recipe, pair.moco_second.recipe) == ("v3_view1", "v3_view2")
+    assert pair.moco.params.scale == pair.moco_second.params.scale == (0.2, 1.0)
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(3)
+    second = pair(x, second=True)
+    torch.manual_seed(3)
+    assert torch.equal(second, pair.moco_second(x))
+    same = ViewAugment("v2", 24, 3, normalize=True)
+    assert same.moco_second is None  # symmetric recipes draw both views alike
+    torch.manual_seed(3)
+    a = same(x, second=True)
+    torch.manual_seed(3)
+    assert torch.equal(a, same(x))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchvision
@@ -9,11 +11,14 @@ from torch import nn
 
 from curl_moco.contrastive.encoders import (
     BACKBONES,
+    VIT_SPECS,
     PixelEncoder,
     ProjectionHead,
     ResNetBackbone,
+    ViTBackbone,
     conv_output_size,
     make_backbone,
+    sincos_position_embedding,
 )
 
 # Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
@@ -189,7 +194,7 @@ def test_projection_head_defaults_and_errors() -> None:
 
 
 def test_make_backbone() -> None:
-    assert BACKBONES == ("pixel", "resnet18", "resnet50")
+    assert BACKBONES == ("pixel", "resnet18", "resnet50", "vit_small", "vit_base", "vit_micro")
     pixel = make_backbone("pixel", in_channels=9, image_size=100, feature_dim=20, num_layers=2)
     assert isinstance(pixel, PixelEncoder)
     assert (pixel.out_dim, pixel.in_channels, pixel.image_size, pixel.num_layers) == (20, 9, 100, 2)
@@ -220,3 +225,111 @@ def test_pixel_encoder_curl_init_is_delta_orthogonal():
     assert default.convs[1].weight[:, :, mask].abs().max() > 0
     with pytest.raises(ValueError, match="init='nope'"):
         PixelEncoder(9, 84, init="nope")
+
+
+def _layers(head: ProjectionHead) -> list[tuple]:
+    """(type, in, out, bias) for Linear, (type, width, affine) for BatchNorm1d, (type,) else."""
+    out: list[tuple] = []
+    for m in head.net:
+        if isinstance(m, nn.Linear):
+            out.append(("Linear", m.in_features, m.out_features, m.bias is not None))
+        elif isinstance(m, nn.BatchNorm1d):
+            out.append(("BN", m.num_features, m.affine))
+        else:
+            out.append((type(m).__name__,))
+    return out
+
+
+def test_v3_heads_have_the_published_layers() -> None:
+    # moco-v3 builder.py _build_mlp: bias-free Linears, BN + ReLU between, BN(affine=False) last
+    assert _layers(ProjectionHead(2048, 256, "v3", 4096, num_layers=2)) == [  # ResNet projector
+        ("Linear", 2048, 4096, False), ("BN", 4096, True), ("ReLU",),
+        ("Linear", 4096, 256, False), ("BN", 256, False)]
+    assert _layers(ProjectionHead(256, 256, "v3", 4096, num_layers=2, last_bn=False)) == [
+        ("Linear", 256, 4096, False), ("BN", 4096, True), ("ReLU",),  # ResNet predictor
+        ("Linear", 4096, 256, False)]
+    assert _layers(ProjectionHead(384, 256, "v3", 4096, num_layers=3)) == [  # ViT projector
+        ("Linear", 384, 4096, False), ("BN", 4096, True), ("ReLU",),
+        ("Linear", 4096, 4096, False), ("BN", 4096, True), ("ReLU",),
+        ("Linear", 4096, 256, False), ("BN", 256, False)]
+    # v1/v2 heads unchanged
+    assert _layers(ProjectionHead(512, 128, "mlp")) == [
+        ("Linear", 512, 512, True), ("ReLU",), ("Linear", 512, 128, True)]
+    assert _layers(ProjectionHead(512, 128, "mlp_bn", 64)) == [
+        ("Linear", 512, 64, False), ("BN", 64, True), ("ReLU",), ("Linear", 64, 128, True)]
+    with pytest.raises(ValueError, match="num_layers=0"):
+        ProjectionHead(8, 4, "v3", num_layers=0)
+
+
+def test_v3_head_forward_is_the_written_out_formula() -> None:
+    head = ProjectionHead(6, 4, "v3", 10, num_layers=2).train()
+    x = torch.randn(7, 6)
+
+    def batch_norm(h: torch.Tensor) -> torch.Tensor:
+        return (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5)
+
+    lin1, bn1, lin2 = head.net[0], head.net[1], head.net[3]
+    hidden = torch.relu(batch_norm(x @ lin1.weight.T) * bn1.weight + bn1.bias)
+    torch.testing.assert_close(head(x), batch_norm(hidden @ lin2.weight.T), rtol=1e-4, atol=1e-5)
+    assert head.net[4].weight is None and head.net[4].bias is None  # no gamma, no beta
+
+
+def test_sincos_position_embedding_values() -> None:
+    table = sincos_position_embedding(2, 8)  # frequencies 1 and 10000 ** -0.5 = 0.01
+    assert table.shape == (4, 8)
+    s, c = math.sin, math.cos
+    # patch index 2 = row 1, column 0 (row-major): [sin r w, cos r w, sin c w, cos c w]
+    expected = torch.tensor([s(1), s(0.01), c(1), c(0.01), 0, 0, 1, 1])
+    torch.testing.assert_close(table[2], expected)
+    torch.testing.assert_close(table[1], torch.tensor([0, 0, 1, 1, s(1), s(0.01), c(1), c(0.01)]))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        sincos_position_embedding(2, 6)
+
+
+def test_vit_backbone_has_moco_v3_stability_measures() -> None:
+    vit = ViTBackbone("vit_micro", image_size=32, patch_size=8)
+    dim = VIT_SPECS["vit_micro"].hidden_dim
+    assert vit.out_dim == dim == 64 and len(vit.encoder.layers) == 2
+    pos = vit.encoder.pos_embedding
+    assert pos.shape == (1, 17, dim) and not pos.requires_grad
+    assert torch.equal(pos[0, 0], torch.zeros(dim))  # class token: no position
+    torch.testing.assert_close(pos[0, 1:], sincos_position_embedding(4, dim))
+    assert not vit.conv_proj.weight.requires_grad and not vit.conv_proj.bias.requires_grad
+    bound = math.sqrt(6 / (3 * 8 * 8 + dim))  # Xavier over (3 * p * p) -> dim
+    assert 0.9 * bound < vit.conv_proj.weight.abs().max() <= bound
+    attn = vit.encoder.layers[0].self_attention
+    qkv_bound = math.sqrt(6 / (dim + dim))  # q, k and v initialised as separate D x D matrices
+    assert 0.9 * qkv_bound < attn.in_proj_weight.abs().max() <= qkv_bound
+    assert attn.in_proj_bias.abs().max() == 0 and vit.class_token.abs().max() < 1e-5
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    out = vit(x)
+    assert out.shape == (3, dim)
+    torch.testing.assert_close(out, vit(x.float() / 255))
+    out.sum().backward()
+    assert vit.conv_proj.weight.grad is None and pos.grad is None  # frozen: never trained
+    assert vit.class_token.grad is not None
+    trainable = ViTBackbone("vit_micro", image_size=32, patch_size=8, stop_grad_patch=False)
+    assert trainable.conv_proj.weight.requires_grad
+    stack = make_backbone("vit_micro", in_channels=9, image_size=32, patch_size=8)
+    assert stack.conv_proj.in_channels == 9 and stack(torch.rand(2, 9, 32, 32)).shape == (2, 64)
+    with pytest.raises(ValueError, match="image_size=30 .* patch_size=8"):
+        ViTBackbone("vit_micro", image_size=30, patch_size=8)
+
+
+def test_vit_state_dict_strict_loads_into_torchvision() -> None:
+    small = make_backbone("vit_small", image_size=224)
+    assert small.out_dim == 384 and small.encoder.layers[0].self_attention.num_heads == 12
+    assert sum(p.numel() for p in small.parameters()) == 21_665_664
+    reference = torchvision.models.VisionTransformer(224, 16, 12, 12, 384, 1536)
+    reference.heads = nn.Identity()
+    reference.load_state_dict(small.torchvision_state_dict(), strict=True)
+    micro = ViTBackbone("vit_micro", image_size=32, patch_size=8).eval()
+    tv = torchvision.models.VisionTransformer(32, 8, 2, 4, 64, 256).eval()
+    tv.heads = nn.Identity()
+    tv.load_state_dict(micro.torchvision_state_dict(), strict=True)
+    x = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(tv(x), micro(x))
+    base = make_backbone("vit_base", image_size=224)
+    vit_b_16 = torchvision.models.vit_b_16()
+    vit_b_16.heads = nn.Identity()
+    vit_b_16.load_state_dict(base.torchvision_state_dict(), strict=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,12 @@ def _configs(data: str, out: str) -> dict[str, dict]:
         "v3": dict(common, run_dir=f"{out}/v3", queue_size=0, symmetric=True,
                    predictor_hidden=32, temperature=1.0, momentum=0.99, optimizer="lars",
                    momentum_schedule="cosine", shuffle_bn=False),
+        # MoCo v3 with a tiny ViT: official heads, asymmetric views, AdamW, frozen patch layer.
+        "v3vit": dict(common, run_dir=f"{out}/v3vit", arch="vit_micro", patch_size=8,
+                      crop_size=32, queue_size=0, symmetric=True, head="v3", head_hidden=32,
+                      predictor_hidden=32, temperature=0.2, momentum=0.99, optimizer="adamw",
+                      lr=1e-3, weight_decay=0.1, momentum_schedule="cosine", shuffle_bn=False,
+                      augment="v3"),
     }
 
 
@@ -82,6 +89,14 @@ def test_two_gloo_ranks_agree(tmp_path):
         assert ckpt["config"]["world_size"] == 2 and len(ckpt["payload"]["ranks"]) == 2
         for key, value in ckpt["payload"]["model"].items():
             assert torch.equal(value, r0["state"][key])  # rank 0 saved its own state
+        if name == "v3vit":  # the export strict-loads into torchvision's ViT
+            vit = torchvision.models.VisionTransformer(32, 8, 2, 4, 64, 256)
+            vit.heads = torch.nn.Identity()
+            exported = torch.load(tmp_path / name / "backbone_torchvision.pt", weights_only=True)
+            vit.load_state_dict(exported, strict=True)
+            prefix = "encoder_q.backbone."
+            for key, value in exported.items():
+                assert torch.equal(value, r0["state"][prefix + key])
 
 
 if __name__ == "__main__":

@@ -98,6 +98,10 @@ def reference(tmp_path_factory) -> Path:
     (dict(discount=1.5), "discount=1.5"),
     (dict(compile_mode="fastest"), "compile_mode='fastest' is not one of"),
     (dict(amp="fp8"), "amp='fp8' is not one of"),
+    (dict(augment="shift"), "augment='shift' keeps the render size: crop_size=32"),
+    (dict(augment="flip"), "augment='flip' is not one of"),
+    (dict(curl_update_freq=-1), "curl_update_freq=-1"),
+    (dict(curl_update_freq=0, similarity="cosine", queue_size=16), "needs the CURL loss"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path: Path, overrides, match) -> None:
     run_dir = tmp_path / "run"
@@ -145,6 +149,25 @@ def test_presets_resolve_curl_values() -> None:
 
 
 # ---------------------------------------------------------------- end to end
+@pytest.mark.parametrize("overrides", [dict(curl_update_freq=0),
+                                       dict(augment="shift", crop_size=40)])
+def test_pixel_sac_and_shift_ablations_train(tmp_path: Path, overrides, caplog) -> None:
+    """The ablation switches of the reproduction: no CURL loss (pixel SAC) and DrQ's shift; the
+    start-up log names the precision chosen."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="curl_moco"):
+        result = train(tiny(tmp_path, steps=160, eval_every=160, checkpoint_every=160,
+                            **overrides))
+    assert result.env_steps == 160
+    assert "precision: " in caplog.text and "amp=auto" in caplog.text
+    last = read_csv(tmp_path / "train.csv")[-1]
+    assert float(last["critic_loss"]) == float(last["critic_loss"])
+    curl_logged = last.get("curl_loss") not in (None, "", "nan")
+    assert curl_logged == ("curl_update_freq" not in overrides)
+
+
+
 def test_tiny_run_writes_logs_tensorboard_checkpoint_and_videos(reference: Path) -> None:
     train_rows = rows(reference / "train.csv")
     assert [int(r["step"]) for r in train_rows] == list(range(80, 641, 80))

@@ -12,6 +12,7 @@ from curl_moco.contrastive.augment import (
     crop_at,
     gaussian_blur,
     random_crop,
+    random_shift,
     resized_crop,
     sample_resized_crops,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "info_nce_logits",
     "make_backbone",
     "random_crop",
+    "random_shift",
     "resized_crop",
     "sample_color_jitter",
     "sample_resized_crops",

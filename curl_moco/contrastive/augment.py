@@ -2,17 +2,20 @@
 
 - :func:`random_crop` / :func:`crop_at` / :func:`center_crop`: CURL's crops of frame stacks
   ``(B, 3k, H, W)``; one offset per sample shared by all channels; uint8 or float.
-- :func:`sample_resized_crops` / :func:`resized_crop` / :func:`gaussian_blur`: batched
-  RandomResizedCrop (+ flip) and per-image-sigma Gaussian blur.
-- :class:`MocoAugment`: MoCo v1/v2 augmentation (resized crop, colour jitter, greyscale, blur,
-  flip) -> normalised float ``(B, 3k, size, size)``; fused batched ops or kornia.
+- :func:`random_shift`: DrQ's random shift (replicate pad, crop back to the input size).
+- :func:`sample_resized_crops` / :func:`resized_crop` / :func:`gaussian_blur` /
+  :func:`solarize`: batched RandomResizedCrop (+ flip), per-image-sigma Gaussian blur,
+  per-image solarization.
+- :class:`MocoAugment`: MoCo v1/v2 augmentation and each of MoCo v3's two views (resized crop,
+  colour jitter, greyscale, blur, solarize, flip) -> normalised float ``(B, 3k, size, size)``;
+  fused batched ops or kornia.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import kornia.augmentation as K
 import torch
@@ -82,6 +85,23 @@ def random_crop(
     offsets = torch.stack([top, left], dim=1).to(x.device, non_blocking=True)
     crops = crop_at(x, offsets, size)
     return (crops, offsets) if return_offsets else crops
+
+
+def random_shift(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+    """DrQ's random shift of square images ``x (B, C, S, S)`` -> ``(B, C, S, S)``, any dtype:
+    pad each side by ``pad`` pixels repeating the border (replicate padding), then take a random
+    ``S x S`` crop (:func:`random_crop`, so a shift of -pad..+pad pixels per axis, one per
+    sample, shared by all channels)."""
+    _check_crop(x, 1)
+    side = x.shape[-1]
+    if x.shape[-2] != side:
+        raise ValueError(f"random_shift needs square images, got {tuple(x.shape[-2:])}")
+    if pad < 0:
+        raise ValueError(f"shift pad={pad} must be >= 0")
+    index = torch.arange(-pad, side + pad, device=x.device).clamp_(0, side - 1)
+    padded = x.index_select(2, index).index_select(3, index)  # replicate padding
+    return random_crop(padded, side, generator=generator)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -179,6 +199,19 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
     return planes.view(n, channels, height, width)
 
 
+#: Solarization inverts values at or above this level (PIL's 128 of 255 for uint8 images, which
+#: is the same cut for every value that came from uint8; torchvision's and kornia's 0.5).
+SOLARIZE_THRESHOLD = 0.5
+
+
+def solarize(x: torch.Tensor, selected: torch.Tensor,
+             threshold: float = SOLARIZE_THRESHOLD) -> torch.Tensor:
+    """Solarize the images of ``x (N, C, H, W)`` float in [0, 1] where ``selected (N,)`` is
+    True: values ``>= threshold`` become ``1 - value`` (BYOL's / MoCo v3's Solarize)."""
+    invert = selected.to(x.device).view(-1, *([1] * (x.dim() - 1))) & (x >= threshold)
+    return torch.where(invert, 1.0 - x, x)
+
+
 def default_blur_kernel_size(size: int) -> int:
     """Odd Gaussian kernel side of about 10 % of the output image (SimCLR/MoCo v2), at least 3."""
     return max(3, int(0.1 * size) // 2 * 2 + 1)
@@ -199,6 +232,7 @@ class MocoRecipe:
     grayscale_first: bool  # v1 greys before the jitter, v2 after
     blur_p: float
     scale: tuple[float, float] = (0.2, 1.0)
+    solarize_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     flip_p: float = 0.5
     geometry: str = "resized_crop"  # or "crop": CURL's random crop (translation only)
@@ -213,6 +247,15 @@ MOCO_RECIPES: dict[str, MocoRecipe] = {
     # state regression and control need (position, scale, left/right)
     "crop_color": MocoRecipe(jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=0.8, grayscale_p=0.2,
                              grayscale_first=False, blur_p=0.5, flip_p=0.0, geometry="crop"),
+    # MoCo v3 = BYOL's asymmetric pair: saturation 0.2, crops down to 8 %, the first view always
+    # blurred, the second rarely blurred and sometimes solarized
+    "v3_view1": MocoRecipe(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, grayscale_p=0.2,
+                           grayscale_first=False, blur_p=1.0, scale=(0.08, 1.0)),
+    "v3_view2": MocoRecipe(jitter=(0.4, 0.4, 0.2, 0.1), jitter_p=0.8, grayscale_p=0.2,
+                           grayscale_first=False, blur_p=0.1, scale=(0.08, 1.0), solarize_p=0.2),
+    # training views of the linear-classification protocol: RandomResizedCrop + flip only
+    "crop_flip": MocoRecipe(jitter=(0.0, 0.0, 0.0, 0.0), jitter_p=0.0, grayscale_p=0.0,
+                            grayscale_first=False, blur_p=0.0, scale=(0.08, 1.0)),
 }
 RECIPES: tuple[str, ...] = tuple(MOCO_RECIPES)
 
@@ -228,6 +271,12 @@ class MocoAugment(nn.Module):
     about 10 % of ``size``), horizontal flip.
     ``recipe="crop_color"``: v2's colour jitter, greyscale and blur after CURL's random crop
     (translation only: no rescale, no flip), for frames whose positions matter.
+    ``recipe="v3_view1"`` / ``"v3_view2"``: MoCo v3's two views (BYOL's recipe):
+    RandomResizedCrop(scale 0.08-1), ColorJitter(0.4, 0.4, 0.2, 0.1) with p=0.8,
+    RandomGrayscale(0.2), GaussianBlur with p=1.0 / 0.1, Solarize (:func:`solarize`) with
+    p=0 / 0.2, horizontal flip. ``recipe="crop_flip"``: RandomResizedCrop(0.08-1) + flip (the
+    linear-classification training view). ``crop_min`` > 0 replaces the lower end of the crop's
+    area range (MoCo v3 ResNets: 0.2).
 
     ``backend="fused"`` (default): a handful of batched ops for the whole batch: one
     ``grid_sample`` does crop, resize and flip (:func:`resized_crop`), one batched matrix product
@@ -256,6 +305,7 @@ class MocoAugment(nn.Module):
         blur_kernel_size: int | None = None,
         backend: str = "fused",
         cropping_mode: str = "resample",
+        crop_min: float = 0.0,
     ) -> None:
         super().__init__()
         if recipe not in MOCO_RECIPES:
@@ -271,7 +321,11 @@ class MocoAugment(nn.Module):
             raise ValueError(f"blur_kernel_size={kernel} must be a positive odd number")
         self.size = size
         self.recipe = recipe
+        if not 0.0 <= crop_min < 1.0:
+            raise ValueError(f"crop_min={crop_min} must be in [0, 1) (0 = the recipe's)")
         self.params = MOCO_RECIPES[recipe]
+        if crop_min > 0:
+            self.params = replace(self.params, scale=(crop_min, self.params.scale[1]))
         self.normalize = normalize
         self.backend = backend
         self.blur_kernel_size = kernel
@@ -288,10 +342,12 @@ class MocoAugment(nn.Module):
                 K.RandomResizedCrop((size, size), scale=recipe.scale, cropping_mode=cropping_mode))
         jitter = K.ColorJitter(*recipe.jitter, p=recipe.jitter_p)
         grey = K.RandomGrayscale(p=recipe.grayscale_p)
-        ops: list[nn.Module] = [crop, *((grey, jitter) if recipe.grayscale_first
-                                        else (jitter, grey))]
+        colour = [op for op, p in ((jitter, recipe.jitter_p), (grey, recipe.grayscale_p)) if p > 0]
+        ops: list[nn.Module] = [crop, *(colour[::-1] if recipe.grayscale_first else colour)]
         if recipe.blur_p > 0:
             ops.append(K.RandomGaussianBlur((kernel, kernel), recipe.blur_sigma, p=recipe.blur_p))
+        if recipe.solarize_p > 0:  # thresholds=0, additions=0: a fixed cut at 0.5, nothing added
+            ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=recipe.solarize_p))
         if recipe.flip_p > 0:
             ops.append(K.RandomHorizontalFlip(p=recipe.flip_p))
         return K.AugmentationSequential(*ops)
@@ -323,11 +379,13 @@ class MocoAugment(nn.Module):
             views = resized_crop(x, boxes, size, flip)
         if x.dtype == torch.uint8:
             views = views.mul_(1 / 255)
-        flat = views.view(batch * frames, 3, size, size)
-        jitter = sample_color_jitter(batch, *recipe.jitter, recipe.jitter_p, recipe.grayscale_p,
-                                     device=device).repeat_interleave(frames)
-        matrix, offset = color_twist(jitter, flat.mean(dim=(2, 3)), recipe.grayscale_first)
-        views = apply_color_twist(flat, matrix, offset).view(batch, channels, size, size)
+        if recipe.jitter_p > 0 or recipe.grayscale_p > 0:
+            flat = views.view(batch * frames, 3, size, size)
+            jitter = sample_color_jitter(batch, *recipe.jitter, recipe.jitter_p,
+                                         recipe.grayscale_p, device=device
+                                         ).repeat_interleave(frames)
+            matrix, offset = color_twist(jitter, flat.mean(dim=(2, 3)), recipe.grayscale_first)
+            views = apply_color_twist(flat, matrix, offset).view(batch, channels, size, size)
         if recipe.blur_p > 0:
             blurred = torch.rand(batch, device=device) < recipe.blur_p
             low, high = recipe.blur_sigma
@@ -335,6 +393,8 @@ class MocoAugment(nn.Module):
             index = blurred.nonzero().squeeze(1)
             if index.numel() > 0:
                 views[index] = gaussian_blur(views[index], sigma[index], self.blur_kernel_size)
+        if recipe.solarize_p > 0:
+            views = solarize(views, torch.rand(batch, device=device) < recipe.solarize_p)
         return views
 
     def _kornia(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "lars", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
 MOMENTUM_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 TARGETS: tuple[str, ...] = ("all", "state", "internal_state", "none")
+PROTOCOLS: tuple[str, ...] = ("features", "linear", "all")
 
 
 @dataclass
@@ -31,7 +32,10 @@ class MocoConfig:
     load_size: int = knob(256, "side of the decoded square image (CPU workers), pixels")
     crop_size: int = knob(224, "side of the augmented views fed to the network, pixels")
     frame_stack: int = knob(1, "consecutive frames stacked on channels (needs frames.npz)")
-    augment: str = knob("v2", "view augmentation recipe", choices=AUGMENT_RECIPES)
+    augment: str = knob("v2", "view augmentation recipe (v3: BYOL's asymmetric pair of views)",
+                        choices=AUGMENT_RECIPES)
+    crop_min: float = knob(0.0, "smallest area fraction of the random resized crop; 0 = the "
+                                "recipe's (v1/v2 0.2, v3 0.08; MoCo v3 ResNets use 0.2)")
     augment_backend: str = knob("fused", "v1/v2 ops: fused (few batched ops; hue as a rotation "
                                 "about the grey axis) or kornia (torchvision's exact colour "
                                 "semantics, slower)", choices=AUGMENT_BACKENDS)
@@ -41,12 +45,16 @@ class MocoConfig:
     arch: str = knob("resnet50", "backbone", choices=BACKBONES)
     small_input: bool = knob(False, "ResNet: 3x3 stride-1 conv1 and no max-pool (small images)")
     zero_init_residual: bool = knob(False, "ResNet: zero-init the last BN of each block (v3)")
+    patch_size: int = knob(16, "ViT: patch side, pixels (crop_size must be a multiple)")
+    stop_grad_patch: bool = knob(True, "ViT: keep the random patch projection frozen (MoCo v3's "
+                                       "--stop-grad-conv1)")
     feature_dim: int = knob(50, "pixel encoder: output features (agent uses 50)")
     pixel_layers: int = knob(4, "pixel encoder: conv layers")
     pixel_filters: int = knob(32, "pixel encoder: filters per conv layer")
     dim: int = knob(128, "contrastive embedding size")
     head: str = knob("mlp", "projection head", choices=HEAD_KINDS)
     head_hidden: int = knob(0, "hidden width of an MLP head; 0 = backbone output size")
+    head_layers: int = knob(0, "v3 head: projector layers; 0 = official (3 for ViTs, 2 otherwise)")
     predictor_hidden: int = knob(0, "hidden width of the v3 predictor MLP; 0 = no predictor")
     queue_size: int = knob(65536, "K, keys in the queue; 0 = in-batch keys only")
     momentum: float = knob(0.999, "m of the key encoder EMA (tau = 1 - m)")
@@ -92,7 +100,8 @@ class MocoConfig:
 
 @dataclass
 class LinearEvalConfig:
-    """Frozen-feature evaluation: kNN, linear probe and (DMC frames) state regression."""
+    """Frozen-backbone evaluation: kNN, linear probe and (DMC frames) state regression on
+    precomputed features, and/or MoCo's linear-classification protocol."""
 
     checkpoint: str = knob("", "pretraining checkpoint (run_dir/checkpoint.pt) or exported "
                                 "encoder.pt; with --random-init only its architecture is used")
@@ -108,11 +117,25 @@ class LinearEvalConfig:
     load_size: int = knob(84, "with --arch: decoded image side")
     crop_size: int = knob(84, "with --arch: network input side")
     feature_dim: int = knob(50, "with --arch pixel: output features")
+    patch_size: int = knob(16, "with --arch vit_*: patch side")
+    protocol: str = knob("features", "features: kNN, probe (and state R^2) on centre-crop "
+                                     "features; linear: MoCo's linear classification (frozen "
+                                     "backbone, SGD on augmented images); all: both",
+                         choices=PROTOCOLS)
     knn_k: int = knob(20, "neighbours")
     knn_temperature: float = knob(0.07, "kNN vote weights exp(sim / T)")
     probe_epochs: int = knob(200, "linear probe: full-batch epochs (Adam)")
     probe_lr: float = knob(0.01, "linear probe: Adam learning rate")
     probe_weight_decay: float = knob(1e-4, "linear probe: L2 penalty")
+    lincls_epochs: int = knob(90, "linear classification: epochs (MoCo v3 90, v1/v2 100)")
+    lincls_lr: float = knob(0.1, "linear classification: SGD lr for a batch of 256, scaled by "
+                                 "lincls_batch_size / 256 (MoCo v3: ResNet 0.1, ViT 3; v1/v2: 30)")
+    lincls_batch_size: int = knob(256, "linear classification: batch (MoCo v3 1024, v1/v2 256)")
+    lincls_schedule: str = knob("cosine", "linear classification: lr schedule per epoch (v3 "
+                                          "cosine; v1/v2 step: / 10 at 60 % and 80 %)",
+                                choices=("cosine", "step"))
+    lincls_momentum: float = knob(0.9, "linear classification: SGD momentum")
+    lincls_weight_decay: float = knob(0.0, "linear classification: weight decay")
     ridge_alphas: tuple[float, ...] = knob((0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6),
                                            "ridge penalties tried (chosen per target by 5-fold CV)")
     target: str = knob("all", "regression target(s) from frames.npz: physics state, the task's "

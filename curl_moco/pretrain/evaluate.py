@@ -10,6 +10,10 @@ in eval mode; images get the deterministic :class:`EvalTransform`).
   augmented 100-epoch ImageNet protocol.
 - Ridge regression: ``y = W x + b`` on standardised features, penalty chosen on a split of the
   training items, R^2 on the held-out items averaged over target dimensions that vary.
+
+MoCo's own linear-classification protocol (augmented images, SGD, many epochs; the number the
+papers report) is :mod:`curl_moco.pretrain.lincls`, run by :func:`run_linear_eval` with
+``protocol="linear"``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from curl_moco.io.interrupt import ignore_interrupts_in_worker
 from curl_moco.pretrain.config import LinearEvalConfig
 from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
 from curl_moco.pretrain.export import arch_config, build_backbone
+from curl_moco.pretrain.lincls import LinclsSettings, linear_classification
 from curl_moco.pretrain.transforms import EvalTransform
 from curl_moco.runtime import resolve_device
 
@@ -275,7 +280,7 @@ def load_backbone_for_eval(cfg: LinearEvalConfig) -> tuple[nn.Module, dict[str, 
         arch = arch_config({"arch": cfg.arch, "frame_stack": cfg.frame_stack,
                             "crop_size": cfg.crop_size, "feature_dim": cfg.feature_dim,
                             "pixel_layers": 4, "pixel_filters": 32,
-                            "small_input": cfg.small_input})
+                            "small_input": cfg.small_input, "patch_size": cfg.patch_size})
         source = {"load_size": cfg.load_size}
     else:
         raise UsageError("checkpoint is required (or --random-init --arch NAME)")
@@ -297,10 +302,20 @@ def load_backbone_for_eval(cfg: LinearEvalConfig) -> tuple[nn.Module, dict[str, 
 
 
 def run_linear_eval(cfg: LinearEvalConfig) -> dict[str, Any]:
-    """kNN accuracy, linear-probe accuracy and (DMC frames) per-domain state R^2 of frozen
-    features on a held-out split; see :class:`LinearEvalConfig`."""
-    with usage_errors():  # only checks settings: its errors are the user's
+    """Frozen-backbone evaluation on a held-out split; see :class:`LinearEvalConfig`.
+
+    ``protocol="features"``: kNN accuracy, linear-probe accuracy and (DMC frames) per-domain
+    state R^2 of centre-crop features. ``"linear"``: MoCo's linear-classification protocol
+    (:mod:`curl_moco.pretrain.lincls`; ``linear_top1`` is what compares with the papers).
+    ``"all"``: both."""
+    settings = LinclsSettings(
+        epochs=cfg.lincls_epochs, lr=cfg.lincls_lr, batch_size=cfg.lincls_batch_size,
+        schedule=cfg.lincls_schedule, momentum=cfg.lincls_momentum,
+        weight_decay=cfg.lincls_weight_decay, num_workers=cfg.num_workers, seed=cfg.seed)
+    with usage_errors():  # these only check settings: their errors are the user's
         check_linear_eval_config(cfg)
+        if cfg.protocol in ("linear", "all"):
+            settings.check()
     device = resolve_device(cfg.device)
     backbone, arch, source = load_backbone_for_eval(cfg)
     backbone.to(device)
@@ -325,27 +340,45 @@ def run_linear_eval(cfg: LinearEvalConfig) -> dict[str, Any]:
         train_idx, val_idx = split_indices(dataset, fraction, int(source.get("seed") or 0))
     if len(val_idx) == 0:
         raise UsageError("the held-out split is empty: set --val-fraction > 0 or --val-data")
-    targets = ("state", "internal_state") if cfg.target == "all" else (
-        () if cfg.target == "none" else (cfg.target,))
-    if cfg.target not in ("all", "none"):  # asked for explicitly: its data must be there
-        for split in (dataset, val_set):
+    if cfg.protocol in ("features", "all") and cfg.target not in ("all", "none"):
+        for split in (dataset, val_set):  # asked for explicitly: its data must be there
             split.states(cfg.target)  # UsageError naming target and the folder
-    transform = EvalTransform(arch["image_size"], arch["in_channels"], arch["normalize"]).to(device)
-    kw = dict(device=device, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     start = time.perf_counter()
-    train_x, train_y = extract_features(backbone, dataset, train_idx, transform, **kw)
-    val_x, val_y = extract_features(backbone, val_set, val_idx, transform, **kw)
     result: dict[str, Any] = {
         "checkpoint": cfg.checkpoint, "random_init": cfg.random_init, "arch": arch,
         "data": str(data), "train_items": len(train_idx), "val_items": len(val_idx),
-        "classes": dataset.classes, "feature_dim": int(train_x.shape[1]),
+        "classes": dataset.classes, "protocol": cfg.protocol,
+    }
+    if cfg.protocol in ("features", "all"):
+        result.update(_feature_protocol(cfg, backbone, arch, dataset, train_idx, val_set,
+                                        val_idx, device))
+    if cfg.protocol in ("linear", "all"):
+        result.update(linear_classification(backbone, dataset, train_idx, val_set, val_idx,
+                                            arch, len(dataset.classes), settings, device))
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _feature_protocol(cfg: LinearEvalConfig, backbone: nn.Module, arch: dict[str, Any],
+                      dataset: ImageFolderDataset, train_idx: np.ndarray,
+                      val_set: ImageFolderDataset, val_idx: np.ndarray, device: torch.device
+                      ) -> dict[str, Any]:
+    """kNN, linear probe and (DMC frames) state R^2 on centre-crop features."""
+    transform = EvalTransform(arch["image_size"], arch["in_channels"], arch["normalize"]).to(device)
+    kw = dict(device=device, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    train_x, train_y = extract_features(backbone, dataset, train_idx, transform, **kw)
+    val_x, val_y = extract_features(backbone, val_set, val_idx, transform, **kw)
+    result: dict[str, Any] = {
+        "feature_dim": int(train_x.shape[1]),
         "knn_accuracy": knn_accuracy(train_x, train_y, val_x, val_y, k=cfg.knn_k,
                                      temperature=cfg.knn_temperature),
         "linear_probe_accuracy": linear_probe(train_x, train_y, val_x, val_y,
                                               epochs=cfg.probe_epochs, lr=cfg.probe_lr,
                                               weight_decay=cfg.probe_weight_decay, seed=cfg.seed),
     }
-    for target in targets:
+    targets = ("state", "internal_state") if cfg.target == "all" else (
+        () if cfg.target == "none" else (cfg.target,))
+    for target in targets:  # explicit targets were checked at start-up; "all" takes what is there
         if dataset.meta is None or target not in dataset.meta or (
                 val_set.meta is None or target not in val_set.meta):
             continue
@@ -355,5 +388,4 @@ def run_linear_eval(cfg: LinearEvalConfig) -> dict[str, Any]:
             train_groups=dataset.meta["episode"][train_idx], seed=cfg.seed)
         result[f"{target}_r2_by_domain"] = per_class
         result[f"{target}_r2_mean"] = float(np.mean(list(per_class.values())))
-    result["seconds"] = round(time.perf_counter() - start, 2)
     return result

@@ -6,6 +6,9 @@ Two export formats:
   with ``strict=True`` into ``torchvision.models.resnet18()`` / ``resnet50()`` whose ``fc`` is
   ``nn.Identity()`` (or deleted keys: the file has no ``fc.*``). ``small_input`` / frame-stack
   variants load after replacing ``conv1`` (and ``maxpool``) the same way.
+- ViTs: the same kind of file for ``torchvision.models.VisionTransformer(image_size, patch_size,
+  12, 12, 384, 1536)`` (ViT-S/16; ViT-B/16: ``torchvision.models.vit_b_16()``) whose ``heads``
+  is ``nn.Identity()`` (the file has no ``heads.*``).
 - Any backbone, in particular CURL's pixel encoder for the agent's ``--init-encoder``:
   :func:`curl_moco.io.encoder_export.save_encoder_state` with the architecture config
   (``arch``, ``in_channels``, ``image_size``, ``feature_dim``, ``num_layers``, ``num_filters``,
@@ -21,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from curl_moco.contrastive.encoders import make_backbone
+from curl_moco.contrastive.encoders import is_vit, make_backbone
 from curl_moco.io.encoder_export import save_encoder_state
 
 
@@ -34,6 +37,8 @@ def arch_config(cfg: dict[str, Any]) -> dict[str, Any]:
     if arch == "pixel":
         out.update(feature_dim=int(cfg["feature_dim"]), num_layers=int(cfg["pixel_layers"]),
                    num_filters=int(cfg["pixel_filters"]), output_activation="none")
+    elif is_vit(arch):
+        out.update(patch_size=int(cfg.get("patch_size", 16)))
     else:
         out.update(small_input=bool(cfg.get("small_input", False)))
     return out
@@ -54,6 +59,10 @@ def build_backbone(arch: dict[str, Any]) -> nn.Module:
         return make_backbone("pixel", in_channels=arch["in_channels"],
                              image_size=arch["image_size"], feature_dim=arch["feature_dim"],
                              num_layers=arch["num_layers"], num_filters=arch["num_filters"])
+    if is_vit(arch["arch"]):
+        return make_backbone(arch["arch"], in_channels=arch["in_channels"],
+                             image_size=arch["image_size"], patch_size=arch["patch_size"],
+                             stop_grad_patch=arch.get("stop_grad_patch", True))
     kw = {"small_input": arch.get("small_input", False)}
     if arch.get("zero_init_residual"):
         kw["zero_init_residual"] = True
@@ -66,10 +75,11 @@ def export_backbone(backbone: nn.Module, arch: dict[str, Any], path: str | os.Pa
 
 
 def export_torchvision(backbone: nn.Module, path: str | os.PathLike) -> Path:
-    """Plain torchvision state dict of a ResNet backbone (no ``fc.*`` keys), via ``torch.save``."""
+    """Plain torchvision state dict of a ResNet (no ``fc.*`` keys) or ViT backbone (no
+    ``heads.*``), via ``torch.save``."""
     if not hasattr(backbone, "torchvision_state_dict"):
-        raise ValueError(f"arch={type(backbone).__name__} is not a torchvision ResNet; export it "
-                         "with export_backbone (format 'encoder') instead")
+        raise ValueError(f"arch={type(backbone).__name__} is not a torchvision ResNet or ViT; "
+                         "export it with export_backbone (format 'encoder') instead")
     state = {k: v.detach().cpu().clone() for k, v in backbone.torchvision_state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

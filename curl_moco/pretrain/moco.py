@@ -45,13 +45,18 @@ class MoCo(nn.Module):
     Args:
         backbone: any module with ``out_dim`` (``make_backbone("resnet18" | "pixel", ...)``).
         dim: size of the contrastive embedding (v1/v2: 128, v3: 256).
-        head: projection head kind ``"linear"`` (v1), ``"mlp"`` (v2) or ``"mlp_bn"`` (v3).
+        head: projection head kind ``"linear"`` (v1), ``"mlp"`` (v2), ``"v3"`` (MoCo v3's
+            official MLPs, see :class:`ProjectionHead`) or ``"mlp_bn"`` (an earlier v3-like head).
         head_hidden: hidden width of an MLP head (default: the backbone's ``out_dim``).
+        head_layers: layers of a ``"v3"`` projector (official: 2 for ResNets, 3 for ViTs).
         queue_size: K negatives kept in the queue; 0 = no queue (in-batch negatives, v3).
         momentum: m of the key encoder EMA (tau = 1 - m); can be overridden per call.
         temperature: T dividing the cosine similarities.
         symmetric: v3's symmetrised loss (each view is query once and key once).
-        predictor_hidden: > 0 adds v3's predictor MLP (``mlp_bn``) of that width after the head.
+        predictor_hidden: > 0 adds v3's predictor MLP of that width after the head: the official
+            2-layer ``"v3"`` MLP when ``head="v3"``, else ``"mlp_bn"``.
+        predictor_last_bn: the ``"v3"`` predictor ends with a non-affine BatchNorm (official:
+            ViTs yes, ResNets no).
         shuffle_bn: shuffle the key batch across ranks for BatchNorm (no-op in one process).
         bn_splits: > 1 emulates that many ranks inside this process (MoCo's single-GPU
             "SplitBatchNorm"): queries are encoded in ``bn_splits`` contiguous chunks and keys in
@@ -61,9 +66,10 @@ class MoCo(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, *, dim: int = 128, head: str = "linear",
-                 head_hidden: int | None = None, queue_size: int = 65536,
+                 head_hidden: int | None = None, head_layers: int = 2, queue_size: int = 65536,
                  momentum: float = 0.999, temperature: float = 0.07, symmetric: bool = False,
-                 predictor_hidden: int = 0, shuffle_bn: bool = True, bn_splits: int = 1,
+                 predictor_hidden: int = 0, predictor_last_bn: bool = False,
+                 shuffle_bn: bool = True, bn_splits: int = 1,
                  queue_seed: int | None = 0) -> None:
         super().__init__()
         if not 0.0 <= momentum <= 1.0:
@@ -80,9 +86,12 @@ class MoCo(nn.Module):
             raise ValueError(f"bn_splits={bn_splits} must be >= 1")
         self.shuffle_bn, self.bn_splits = shuffle_bn, bn_splits
         self.encoder_q = nn.Sequential(OrderedDict(
-            backbone=backbone, head=ProjectionHead(backbone.out_dim, dim, head, head_hidden)))
+            backbone=backbone,
+            head=ProjectionHead(backbone.out_dim, dim, head, head_hidden, num_layers=head_layers)))
         self.encoder_k = MomentumEncoder(self.encoder_q)  # own BN statistics, train mode
-        self.predictor = (ProjectionHead(dim, dim, "mlp_bn", predictor_hidden)
+        self.predictor = (ProjectionHead(dim, dim, "v3" if head == "v3" else "mlp_bn",
+                                         predictor_hidden, num_layers=2,
+                                         last_bn=predictor_last_bn)
                           if predictor_hidden > 0 else None)
         self.queue = KeyQueue(dim, queue_size, seed=queue_seed) if queue_size > 0 else None
 

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from curl_moco.contrastive.encoders import conv_output_size
+from curl_moco.contrastive.encoders import conv_output_size, is_vit
 from curl_moco.contrastive.queue import KeyQueue
 from curl_moco.io.checkpoint import (
     CHECKPOINT_NAME,
@@ -89,8 +89,12 @@ RESUME_KEYS: tuple[str, ...] = (
     "arch", "small_input", "frame_stack", "load_size", "crop_size", "feature_dim", "pixel_layers",
     "pixel_filters", "dim", "head", "head_hidden", "predictor_hidden", "queue_size", "symmetric",
     "optimizer", "batch_size", "epochs", "max_steps_per_epoch", "seed", "world_size",
-    "val_fraction", "schedule", "lr", "momentum_schedule",
+    "val_fraction", "schedule", "lr", "momentum_schedule", "patch_size", "stop_grad_patch",
+    "head_layers",
 )
+#: Values of resume keys added after some checkpoints were written (what those runs used).
+_KEYS_ADDED_LATER: dict[str, object] = {"patch_size": 16, "stop_grad_patch": True,
+                                        "head_layers": 0}
 #: Largest decoded image side, pixels (a typo such as 22400 would exhaust memory in the workers).
 MAX_IMAGE_SIZE = 4096
 
@@ -136,26 +140,36 @@ def check_config(cfg: MocoConfig, world_size: int = 1) -> None:
     if cfg.arch == "pixel" and conv_output_size(cfg.crop_size, cfg.pixel_layers) < 1:
         raise UsageError(f"crop_size={cfg.crop_size} is too small for pixel_layers="
                          f"{cfg.pixel_layers} conv layers")
+    if is_vit(cfg.arch) and (cfg.patch_size < 1 or cfg.crop_size % cfg.patch_size):
+        raise UsageError(f"crop_size={cfg.crop_size} must be a multiple of patch_size="
+                         f"{cfg.patch_size} for arch={cfg.arch}")
+    if not 0.0 <= cfg.crop_min < 1.0:
+        raise UsageError(f"crop_min={cfg.crop_min} must be in [0, 1) (0 = the recipe's)")
     if cfg.bn_splits < 1 or (cfg.batch_size // world_size) % cfg.bn_splits:
         raise UsageError(f"bn_splits={cfg.bn_splits} must divide the per-rank batch "
                          f"{cfg.batch_size // world_size}")
     if cfg.sync_bn and cfg.shuffle_bn:
         raise UsageError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
                          "(--no-shuffle-bn --sync-bn)")
+    check_non_negative(cfg, "head_layers")
     check_folder_name("name", cfg.name)
     check_output_dir("run_dir", default_run_dir(cfg))
 
 
 def build_model(cfg: MocoConfig) -> MoCo:
     """The MoCo module for ``cfg`` (random init from the global RNG; same seed -> same model)."""
-    arch = dict(arch_config(config_to_dict(cfg)), zero_init_residual=cfg.zero_init_residual)
+    arch = dict(arch_config(config_to_dict(cfg)), zero_init_residual=cfg.zero_init_residual,
+                stop_grad_patch=cfg.stop_grad_patch)
     backbone = build_backbone(arch)
-    if cfg.sync_bn:
-        backbone = nn.SyncBatchNorm.convert_sync_batchnorm(backbone)
-    return MoCo(backbone, dim=cfg.dim, head=cfg.head, head_hidden=cfg.head_hidden or None,
-                queue_size=cfg.queue_size, momentum=cfg.momentum, temperature=cfg.temperature,
-                symmetric=cfg.symmetric, predictor_hidden=cfg.predictor_hidden,
-                shuffle_bn=cfg.shuffle_bn, bn_splits=cfg.bn_splits, queue_seed=cfg.seed)
+    vit = is_vit(cfg.arch)
+    model = MoCo(backbone, dim=cfg.dim, head=cfg.head, head_hidden=cfg.head_hidden or None,
+                 head_layers=cfg.head_layers or (3 if vit else 2), queue_size=cfg.queue_size,
+                 momentum=cfg.momentum, temperature=cfg.temperature, symmetric=cfg.symmetric,
+                 predictor_hidden=cfg.predictor_hidden, predictor_last_bn=vit,
+                 shuffle_bn=cfg.shuffle_bn, bn_splits=cfg.bn_splits, queue_seed=cfg.seed)
+    if cfg.sync_bn:  # the official v3 code converts the whole model, heads included
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
 
 
 # ---------------------------------------------------------------- the run
@@ -209,7 +223,7 @@ class PretrainRun:
         normalize = cfg.arch != "pixel"
         channels = 3 * cfg.frame_stack
         self.augment = ViewAugment(cfg.augment, cfg.crop_size, channels, normalize,
-                                   cfg.augment_backend).to(self.device)
+                                   cfg.augment_backend, cfg.crop_min).to(self.device)
         self.eval_transform = EvalTransform(cfg.crop_size, channels, normalize).to(self.device)
         self.base_lr = cfg.lr * (cfg.batch_size / cfg.lr_scale_batch if cfg.lr_scale_batch else 1)
         self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(), lr=self.base_lr,
@@ -240,7 +254,8 @@ class PretrainRun:
         if path is None:
             return False
         loaded = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location="cpu")
-        check_compatible(loaded["config"], self.config_dict, RESUME_KEYS)
+        check_compatible({**_KEYS_ADDED_LATER, **loaded["config"]}, self.config_dict,
+                         RESUME_KEYS)
         payload = loaded["payload"]
         if payload["train_items"] != len(self.train_idx):
             raise CheckpointError(
@@ -333,7 +348,7 @@ class PretrainRun:
     def train_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
         cfg = self.cfg
         images = images.to(self.device, non_blocking=True)
-        view1, view2 = self.augment(images), self.augment(images)
+        view1, view2 = self.augment(images), self.augment(images, second=True)
         if cfg.channels_last and cfg.arch != "pixel":
             view1 = view1.contiguous(memory_format=torch.channels_last)
             view2 = view2.contiguous(memory_format=torch.channels_last)

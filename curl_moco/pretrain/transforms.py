@@ -2,8 +2,9 @@
 
 Training views: ``uint8 (B, 3k, H, W)`` from the loader -> float ``(B, 3k, size, size)``.
 Recipes: ``"v1"`` / ``"v2"`` / ``"crop_color"`` (:class:`~curl_moco.contrastive.augment.
-MocoAugment`; ``crop_color`` = v2's colour ops on CURL's random crop) and
-``"crop"`` (CURL's random crop only, what the agent's encoder sees during RL).
+MocoAugment`; ``crop_color`` = v2's colour ops on CURL's random crop), ``"v3"`` (MoCo v3's
+asymmetric pair: the first view of every pair is drawn with ``v3_view1``, the second with
+``v3_view2``) and ``"crop"`` (CURL's random crop only, what the agent's encoder sees during RL).
 Evaluation: centre crop to ``size`` (identity when the decoded image already has that size).
 
 ``normalize=True`` (ResNets) subtracts the ImageNet mean and divides by the std per channel (per
@@ -24,7 +25,9 @@ from curl_moco.contrastive.augment import (
     random_crop,
 )
 
-AUGMENT_RECIPES: tuple[str, ...] = ("v1", "v2", "crop_color", "crop")
+AUGMENT_RECIPES: tuple[str, ...] = ("v1", "v2", "v3", "crop_color", "crop")
+#: Recipes whose two views differ: (first view's MocoAugment recipe, second view's).
+ASYMMETRIC_RECIPES: dict[str, tuple[str, str]] = {"v3": ("v3_view1", "v3_view2")}
 
 
 class _Normalize(nn.Module):
@@ -45,10 +48,14 @@ class _Normalize(nn.Module):
 
 
 class ViewAugment(nn.Module):
-    """One random view per image: ``uint8 (B, C, H, W)`` -> float32 ``(B, C, size, size)``."""
+    """One random view per image: ``uint8 (B, C, H, W)`` -> float32 ``(B, C, size, size)``.
+
+    ``forward(x)`` draws a pair's first view, ``forward(x, second=True)`` its second (the same
+    recipe, except for the asymmetric ``"v3"``). ``crop_min`` > 0 overrides the smallest crop
+    area of the resized-crop recipes."""
 
     def __init__(self, recipe: str, size: int, channels: int, normalize: bool,
-                 backend: str = "fused") -> None:
+                 backend: str = "fused", crop_min: float = 0.0) -> None:
         super().__init__()
         if recipe not in AUGMENT_RECIPES:
             raise ValueError(f"augment={recipe!r} is not one of {AUGMENT_RECIPES}")
@@ -56,14 +63,18 @@ class ViewAugment(nn.Module):
             raise ValueError(f"channels={channels} must be a multiple of 3 (RGB frames)")
         self.recipe = recipe
         self.size = size
-        self.moco = (MocoAugment(size, recipe, normalize=normalize, backend=backend)
-                     if recipe != "crop" else None)
+        first, second = ASYMMETRIC_RECIPES.get(recipe, (recipe, recipe))
+        self.moco = (MocoAugment(size, first, normalize=normalize, backend=backend,
+                                 crop_min=crop_min) if recipe != "crop" else None)
+        self.moco_second = (MocoAugment(size, second, normalize=normalize, backend=backend,
+                                        crop_min=crop_min) if second != first else None)
         self.norm = _Normalize(channels, normalize)
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.moco is not None:
-            return self.moco(x)
+    def forward(self, x: torch.Tensor, second: bool = False) -> torch.Tensor:
+        moco = self.moco_second if second and self.moco_second is not None else self.moco
+        if moco is not None:
+            return moco(x)
         return self.norm(random_crop(x, self.size))
 
 

@@ -14,8 +14,18 @@ One update (``update``), in CURL's order:
    (the actor's convolutions are the critic's; the actor trains its own head and MLP).
 3. every ``target_update_freq`` updates: Q heads EMA (``critic_tau``), key encoder EMA
    (``encoder_tau``; plus the key projection when ``curl_latent_dim`` is set).
-4. every ``curl_update_freq`` updates: InfoNCE between ``query = proj(enc(crop_a(obs)))`` and
-   ``key = key_proj(key_enc(crop_b(obs)))`` with in-batch negatives (+ queue).
+4. every ``curl_update_freq`` updates (never when it is 0: pixel SAC): InfoNCE between
+   ``query = proj(enc(crop_a(obs)))`` and ``key = key_proj(key_enc(crop_b(obs)))`` with in-batch
+   negatives (+ queue).
+
+Augmentation (``augment``): ``"crop"`` (CURL: random ``crop_size`` crops of the rendered stacks,
+centre crop when acting) or ``"shift"`` (DrQ: replicate-pad by ``shift_pad`` pixels and crop back
+to the render size; needs ``crop_size`` = render size).
+
+Precision (``amp``): ``"bf16"`` runs the three encoders' conv stacks (nearly all FLOPs) in bf16
+autocast; their features, the heads, Q values, targets, log-probs, losses and Adam stay float32.
+``"auto"`` is ``"bf16"`` where the device has native bf16 dot products
+(:func:`curl_moco.runtime.resolve_amp`).
 
 Optimiser layout (the encoder gets exactly ONE step per loss). CURL's reference code puts the
 encoder in three Adam optimisers and steps two of them after the CURL loss, so the encoder moves
@@ -45,17 +55,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curl_moco.contrastive.augment import center_crop, random_crop
+from curl_moco.contrastive.augment import center_crop, random_crop, random_shift
 from curl_moco.contrastive.encoders import PixelEncoder
 from curl_moco.contrastive.losses import InfoNCE
 from curl_moco.contrastive.momentum import MomentumEncoder, ema_update
 from curl_moco.contrastive.queue import KeyQueue
 from curl_moco.rl.networks import Actor, Critic
 from curl_moco.rl.replay import ReplayBatch
+from curl_moco.runtime import AMP_MODES, resolve_amp
 
 SIMILARITIES = ("bilinear", "cosine")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
-AMP_MODES = ("off", "bf16")
+AUGMENTS = ("crop", "shift")
 
 
 @contextlib.contextmanager
@@ -89,7 +100,8 @@ class CurlSacAgent(nn.Module):
                  actor_update_freq: int = 2, target_update_freq: int = 2,
                  curl_update_freq: int = 1, curl_latent_dim: int | None = None,
                  similarity: str = "bilinear", curl_temperature: float = 1.0,
-                 queue_size: int = 0, actor_log_std_min: float = -10.0,
+                 queue_size: int = 0, augment: str = "crop", shift_pad: int = 4,
+                 actor_log_std_min: float = -10.0,
                  actor_log_std_max: float = 2.0, channels_last: bool = True,
                  fused_adam: bool = True, compile_mode: str = "off", amp: str = "off",
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
@@ -100,6 +112,10 @@ class CurlSacAgent(nn.Module):
             raise ValueError(f"compile_mode={compile_mode!r} is not one of {COMPILE_MODES}")
         if amp not in AMP_MODES:
             raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}")
+        if augment not in AUGMENTS:
+            raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
+        if curl_update_freq < 0:
+            raise ValueError(f"curl_update_freq={curl_update_freq} must be >= 0 (0: no CURL)")
         if queue_size > 0 and similarity != "cosine":
             raise ValueError(
                 f"queue_size={queue_size} needs similarity='cosine' (the queue stores "
@@ -113,6 +129,7 @@ class CurlSacAgent(nn.Module):
         self.actor_update_freq = int(actor_update_freq)
         self.target_update_freq = int(target_update_freq)
         self.curl_update_freq = int(curl_update_freq)
+        self.augment, self.shift_pad = augment, int(shift_pad)
         self.target_entropy = -float(action_dim)
         self.num_updates = 0
         self.reuse_anchor_conv = True  # False recomputes it (tests compare the two)
@@ -143,7 +160,10 @@ class CurlSacAgent(nn.Module):
         self.log_alpha = nn.Parameter(torch.tensor(math.log(init_temperature)))
         self.to(self.device)
         self.channels_last, self.fused_adam = bool(channels_last), bool(fused_adam)
-        self.compile_mode, self.amp = compile_mode, amp
+        self.compile_mode = compile_mode
+        self.amp, self.amp_reason = resolve_amp(amp, self.device)
+        for enc in (self.critic.encoder, self.actor.encoder, self.key_encoder.encoder):
+            enc.conv_dtype = torch.bfloat16 if self.amp == "bf16" else None
         if self.channels_last:  # NHWC conv weights (and so activations): faster convolutions
             self.to(memory_format=torch.channels_last)
         if compile_mode != "off":  # the conv stacks hold nearly all of the FLOPs
@@ -194,26 +214,31 @@ class CurlSacAgent(nn.Module):
         When the actor and CURL both update, the anchor's conv features are computed once
         (after the critic step) and serve both: the actor detached, CURL with gradients. Neither
         the actor nor the EMA step changes the encoder, so this equals computing them twice."""
-        g = self.generator
         actor_due = self.num_updates % self.actor_update_freq == 0
-        curl_due = self.num_updates % self.curl_update_freq == 0
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
-            obs = random_crop(batch.obs, self.crop_size, generator=g)
-            next_obs = random_crop(batch.next_obs, self.crop_size, generator=g)
-            metrics = self.update_critic(obs, batch.action, batch.reward, next_obs,
-                                         batch.not_done)
-            anchor_conv = (self.critic.encoder.forward_conv(obs)
-                           if actor_due and curl_due and self.reuse_anchor_conv else None)
-            if actor_due:
-                metrics.update(self.update_actor_and_alpha(
-                    obs, None if anchor_conv is None else anchor_conv.detach()))
-            if self.num_updates % self.target_update_freq == 0:
-                self.update_targets()
-            if curl_due:
-                positive = random_crop(batch.obs, self.crop_size, generator=g)
-                metrics.update(self.update_curl(obs, positive, anchor_conv))
+        curl_due = (self.curl_update_freq > 0
+                    and self.num_updates % self.curl_update_freq == 0)
+        obs = self.augmented(batch.obs)
+        next_obs = self.augmented(batch.next_obs)
+        metrics = self.update_critic(obs, batch.action, batch.reward, next_obs, batch.not_done)
+        anchor_conv = (self.critic.encoder.forward_conv(obs)
+                       if actor_due and curl_due and self.reuse_anchor_conv else None)
+        if actor_due:
+            metrics.update(self.update_actor_and_alpha(
+                obs, None if anchor_conv is None else anchor_conv.detach()))
+        if self.num_updates % self.target_update_freq == 0:
+            self.update_targets()
+        if curl_due:
+            positive = self.augmented(batch.obs)
+            metrics.update(self.update_curl(obs, positive, anchor_conv))
         self.num_updates += 1
         return metrics
+
+    def augmented(self, stacks: torch.Tensor) -> torch.Tensor:
+        """A random view of ``stacks (B, 3k, H, W)`` uint8 for the networks: a ``crop_size``
+        crop (CURL) or a ``shift_pad`` shift (DrQ), drawn from :attr:`generator`."""
+        if self.augment == "shift":
+            return random_shift(stacks, self.shift_pad, generator=self.generator)
+        return random_crop(stacks, self.crop_size, generator=self.generator)
 
     def update_critic(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
                       next_obs: torch.Tensor, not_done: torch.Tensor) -> dict[str, torch.Tensor]:

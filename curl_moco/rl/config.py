@@ -26,7 +26,8 @@ from curl_moco.io.checks import (
 )
 from curl_moco.io.config import knob
 from curl_moco.io.errors import UsageError, usage_errors
-from curl_moco.rl.agent import AMP_MODES, COMPILE_MODES
+from curl_moco.rl.agent import AUGMENTS, COMPILE_MODES
+from curl_moco.runtime import AMP_MODES
 
 #: CURL's per-task learning rate and batch size (paper appendix and official scripts); the
 #: action repeats live in ``envs.registry.CURL_ACTION_REPEAT``.
@@ -87,7 +88,8 @@ class CurlSacConfig:
     actor_log_std_min: float = knob(-10.0, "lower bound of the policy log std")
     actor_log_std_max: float = knob(2.0, "upper bound of the policy log std")
     # ---- CURL auxiliary loss
-    curl_update_freq: int = knob(1, "CURL loss every N updates")
+    curl_update_freq: int = knob(1, "CURL loss every N updates; 0 = no CURL loss (pixel SAC, "
+                                 "the paper's ablation)")
     curl_latent_dim: int | None = knob(None, "contrastive space size; None/0 = feature_dim "
                                        "(CURL), else a linear projection feature_dim -> this")
     similarity: str = knob("bilinear", "CURL logits: 'bilinear' (q^T W k, CURL) or 'cosine' "
@@ -96,12 +98,18 @@ class CurlSacConfig:
                                    "suits cosine)")
     queue_size: int = knob(0, "MoCo queue of extra negatives (0 = off, CURL); needs "
                            "similarity='cosine' and a multiple of batch_size")
+    augment: str = knob("crop", "image augmentation: 'crop' (CURL: random crop_size crops) or "
+                        "'shift' (DrQ: pad shift_pad, random crop back to the render size; needs "
+                        "crop_size = image_size)", choices=AUGMENTS)
+    shift_pad: int = knob(4, "pixels of replicate padding of augment='shift' (DrQ: 4)")
     channels_last: bool = knob(True, "NHWC conv weights and activations (faster convolutions "
                                "on CPU and GPU; experiments/bench/bench_update.py)")
     fused_adam: bool = knob(True, "Adam(fused=True): one kernel per optimiser step")
     compile_mode: str = knob("off", "torch.compile the encoders' conv stacks (reduce-overhead: "
                              "CUDA graphs)", choices=COMPILE_MODES)
-    amp: str = knob("off", "autocast of the updates to bf16 (for GPUs; changes numerics)",
+    amp: str = knob("auto", "bf16 conv stacks (heads, targets, losses, Adam stay float32): "
+                    "'auto' = bf16 where the CPU/GPU has native bf16 dot products (avx512_bf16, "
+                    "amx_bf16, CUDA Ampere+), else float32; 'bf16'; 'off' = float32",
                     choices=AMP_MODES)
     init_encoder: str | None = knob(None, "initialise the encoder from a pretrained encoder "
                                     "file exported by the pretraining path")
@@ -171,10 +179,10 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
                    "episode_length", "steps", "updates_per_step", "replay_capacity",
                    "batch_size", "lr", "alpha_lr", "init_temperature", "actor_update_freq",
                    "target_update_freq", "hidden_dim", "feature_dim", "num_layers",
-                   "num_filters", "curl_update_freq", "curl_temperature", "eval_every",
-                   "eval_episodes", "video_size", "video_fps", "checkpoint_every", "stop_after",
-                   "threads")
-    check_non_negative(cfg, "seed_steps", "queue_size", "curl_latent_dim")
+                   "num_filters", "curl_temperature", "eval_every", "eval_episodes",
+                   "video_size", "video_fps", "checkpoint_every", "stop_after", "threads")
+    check_non_negative(cfg, "seed_steps", "queue_size", "curl_update_freq", "shift_pad",
+                       "curl_latent_dim")
     check_seed("seed", cfg.seed)
     for name in ("discount", "critic_tau", "encoder_tau", "alpha_beta"):
         check_number(name, getattr(cfg, name), low=0.0, high=1.0)
@@ -198,6 +206,12 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
     if cfg.similarity not in ("bilinear", "cosine"):
         raise UsageError(f"similarity={cfg.similarity!r} must be 'bilinear' or 'cosine'")
     check_folder_name("name", cfg.name)
+    if cfg.augment not in AUGMENTS:
+        raise UsageError(f"augment={cfg.augment!r} is not one of {AUGMENTS}")
+    if cfg.augment == "shift" and cfg.crop_size != cfg.image_size:
+        raise UsageError(f"augment='shift' keeps the render size: crop_size={cfg.crop_size} "
+                         f"must equal image_size={cfg.image_size} (DrQ: --image-size 84 "
+                         "--crop-size 84)")
     if cfg.crop_size > cfg.image_size:
         raise UsageError(f"crop_size={cfg.crop_size} is larger than image_size={cfg.image_size}")
     if conv_output_size(cfg.crop_size, cfg.num_layers) < 1:
@@ -225,6 +239,9 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
         raise UsageError(f"replay_capacity={cfg.replay_capacity} must be at least frame_stack "
                          f"+ 1 = {cfg.frame_stack + 1}")
     if cfg.queue_size:
+        if cfg.curl_update_freq == 0:
+            raise UsageError(f"queue_size={cfg.queue_size} needs the CURL loss (curl_update_freq "
+                             "is 0)")
         if cfg.similarity != "cosine":
             raise UsageError(f"queue_size={cfg.queue_size} needs similarity='cosine' (the "
                              "queue holds L2-normalised keys)")

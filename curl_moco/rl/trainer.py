@@ -247,10 +247,12 @@ class Trainer:
             actor_update_freq=cfg.actor_update_freq, target_update_freq=cfg.target_update_freq,
             curl_update_freq=cfg.curl_update_freq, curl_latent_dim=cfg.curl_latent_dim,
             similarity=cfg.similarity, curl_temperature=cfg.curl_temperature,
-            queue_size=cfg.queue_size, actor_log_std_min=cfg.actor_log_std_min,
+            queue_size=cfg.queue_size, augment=cfg.augment, shift_pad=cfg.shift_pad,
+            actor_log_std_min=cfg.actor_log_std_min,
             actor_log_std_max=cfg.actor_log_std_max, channels_last=cfg.channels_last,
             fused_adam=cfg.fused_adam, compile_mode=cfg.compile_mode, amp=cfg.amp,
             device=self.device, seed=derived_seed(cfg.seed, _AGENT))
+        log.info("precision: %s", self.agent.amp_reason)
         frame_shape = (obs_shape[0] // cfg.frame_stack, *obs_shape[1:])
         self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, cfg.frame_stack, action_dim,
                                    device=self.device, seed=derived_seed(cfg.seed, _REPLAY))

@@ -43,14 +43,17 @@ class StackedReplayBaseline:
         self.full = self.full or self.idx == 0
 
     def sample_cropped(self, batch_size: int, crop: int) -> tuple[torch.Tensor, ...]:
-        """Anchor, positive and next-obs crops as float device tensors, as CURL's sample_cpc."""
+        """Anchor, positive and next-obs crops as float device tensors, as CURL's
+        ``sample_cpc``: gather obs and next_obs stacks, copy obs for the positive, three NumPy
+        crops, then ``torch.as_tensor(...).float()`` of each crop."""
         high = self.capacity if self.full else self.idx
         idxs = self.rng.integers(0, high, size=batch_size)
         obses = self.obses[idxs]
         next_obses = self.next_obses[idxs]
+        positive = obses.copy()
         anchor = _numpy_random_crop(obses, crop, self.rng)
-        positive = _numpy_random_crop(obses.copy(), crop, self.rng)
         next_crop = _numpy_random_crop(next_obses, crop, self.rng)
+        positive = _numpy_random_crop(positive, crop, self.rng)
         to = self.device
         return (torch.as_tensor(anchor, device=to).float(),
                 torch.as_tensor(positive, device=to).float(),
@@ -61,14 +64,17 @@ class StackedReplayBaseline:
 
 
 def _numpy_random_crop(images: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Per-sample Python loop over ``(B, C, H, W)`` uint8 images, one window each."""
-    batch, _, height, width = images.shape
-    tops = rng.integers(0, height - size + 1, size=batch)
-    lefts = rng.integers(0, width - size + 1, size=batch)
-    out = np.empty((batch, images.shape[1], size, size), dtype=images.dtype)
-    for i in range(batch):
-        out[i] = images[i, :, tops[i]:tops[i] + size, lefts[i]:lefts[i] + size]
-    return out
+    """CURL's crop of ``(B, C, H, W)`` uint8 images: a (B, H, W, C) view, every ``size``-window
+    as a strided view, one window per sample picked by fancy indexing (offsets in
+    ``[0, H - size)``, exclusive as in CURL's code) -> ``(B, C, size, size)``."""
+    batch, side = images.shape[0], images.shape[-1]
+    crop_max = side - size
+    images = np.transpose(images, (0, 2, 3, 1))
+    rows = rng.integers(0, crop_max, size=batch)
+    cols = rng.integers(0, crop_max, size=batch)
+    windows = np.lib.stride_tricks.sliding_window_view(images, (1, size, size, 1),
+                                                       axis=(0, 1, 2, 3))[..., 0, :, :, 0]
+    return windows[np.arange(batch), rows, cols]
 
 
 class ReferenceCurlSac:

@@ -1,39 +1,39 @@
-"""Full CURL-SAC updates per second (critic + actor + alpha + CURL + EMA, sampling included).
+"""Full CURL-SAC updates per second (replay sample + crops + critic + actor/alpha + CURL + EMA),
+ours against a baseline that costs what the official CURL code costs.
 
-Variants, all on the same networks (``curl_moco.rl.networks``) and hyper-parameters:
+Rows (timed interleaved, round-robin, on the same replay contents):
 
-- ``baseline``: the reference code's update structure (:class:`ReferenceCurlSac` fed by
-  :class:`StackedReplayBaseline`): obs/next_obs stacks cropped per sample with NumPy on the CPU
-  and sent to the device as float, ``obs`` encoded again for the actor and again for the critic
-  in the actor update, the anchor encoded again for CURL, the encoder stepped by two optimisers
-  after the CURL loss, EMA by a Python loop;
-- ``ours``: ``CurlSacAgent.update(ReplayBuffer.sample(B))`` as the trainer calls it;
-- ``ours+<option>``: the same with one PyTorch option switched on through the agent's flags
-  (below; the trainer's knobs of the same names), and ``ours+all``: all of them together.
-  The fastest of our variants at the first batch size names the option set measured at the
-  other batch sizes.
+- ``official``: the unmodified official code (github.com/MishaLaskin/curl) when its folder is
+  given (``--official-curl DIR`` or ``$CURL_OFFICIAL_DIR``; never committed here; see
+  :mod:`experiments.bench.official_curl`). It checks the baseline: the bench prints
+  ``baseline / official`` and whether it lies within +-15 %.
+- ``baseline``: :class:`~experiments.bench.baselines.ReferenceCurlSac` fed by
+  :class:`~experiments.bench.baselines.StackedReplayBaseline`: the official code's structure and
+  cost on this project's networks (NumPy crops of obs, next_obs and positive, float after
+  cropping; a full target critic; obs encoded again by actor and critic in the actor update; the
+  anchor encoded again for CURL; the encoder in three Adam optimisers, stepped twice after the
+  CURL loss; EMA by a Python loop). Every speed-up is a ratio against this row.
+- ``ours-default``: ``CurlSacAgent.update(ReplayBuffer.sample(B))`` with the trainer's default
+  flags (``CurlSacConfig``: channels_last, fused Adam, ``amp="auto"``, no compile), i.e. what
+  ``experiments.train_dmc`` runs on this machine.
+- ``ours-fp32``: the defaults with ``amp="off"`` (what the defaults give on hardware without
+  native bf16); ``ours-plain``: every speed flag off.
+- ``ours-default+compile``: ``compile_mode="default"`` (torch.compile of the conv stacks; about
+  a minute of compilation first, not timed); ``ours-default+cudagraphs``: ``"reduce-overhead"``
+  (CUDA only).
+- ``ours-bf16-all``: evidence for the precision policy, not a library mode: the whole update
+  under bf16 autocast (heads, Q targets, log-probs in bf16 too) instead of the conv stacks only.
 
-Options (``--options``) and the agent flag each sets: ``channels_last`` (``channels_last``:
-conv weights and activations NHWC), ``fused_adam`` (``fused_adam``: ``Adam(fused=True)``),
-``compile`` (``compile_mode="default"``: ``torch.compile`` of the encoders' conv stacks),
-``bf16`` (``amp="bf16"``: autocast of the update; default on CUDA only: a CPU without bf16
-instructions emulates it slowly), ``cudagraphs`` (``compile_mode="reduce-overhead"``, which
-captures CUDA graphs; CUDA). Plain ``ours`` has all of them off (the agent's defaults are
-``channels_last`` and ``fused_adam`` on).
+One timed call = two consecutive updates (actor, alpha and targets update every second one);
+each row first runs ``--warmup`` untimed updates (compiled rows 6 more).
 
-One timed call = two consecutive updates (the actor, alpha and targets are updated every second
-update), variants interleaved round-robin so that load changes hit them alike; each variant
-first runs ``--warmup`` untimed updates.
-
-    python -m experiments.bench.bench_update                      # CPU: small budget
-    python -m experiments.bench.bench_update --repeats 10 --options channels_last fused_adam compile
-    python -m experiments.bench.bench_update --device cuda --repeats 50   # all GPU options
+    python -m experiments.bench.bench_update --official-curl ~/src/curl     # CPU, 128 and 512
+    python -m experiments.bench.bench_update --device cuda --repeats 30
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -50,77 +50,48 @@ from experiments.bench.common import (
     write_results,
 )
 
-OPTIONS: tuple[str, ...] = ("channels_last", "fused_adam", "compile", "bf16", "cudagraphs")
-CUDA_ONLY: frozenset[str] = frozenset({"cudagraphs"})
-DEFAULT_OPTIONS = {"cpu": ("channels_last", "fused_adam", "compile"),
-                   "cuda": ("channels_last", "fused_adam", "compile", "bf16", "cudagraphs")}
+#: The agent flags the trainer sets from its config (their defaults are the trainer's).
+SPEED_FLAGS: tuple[str, ...] = ("channels_last", "fused_adam", "compile_mode", "amp")
+#: Our rows: agent flags on top of the trainer's defaults.
+OUR_VARIANTS: dict[str, dict[str, Any]] = {
+    "ours-default": {},
+    "ours-fp32": {"amp": "off"},
+    "ours-plain": {"channels_last": False, "fused_adam": False, "amp": "off"},
+    "ours-default+compile": {"compile_mode": "default"},
+    "ours-default+cudagraphs": {"compile_mode": "reduce-overhead"},
+    "ours-bf16-all": {"amp": "off"},  # + autocast around the whole update (bench only)
+}
+CUDA_ONLY = frozenset({"ours-default+cudagraphs"})
+DEFAULT_ROWS = ("official", "baseline", "ours-default", "ours-fp32", "ours-plain",
+                "ours-default+compile", "ours-default+cudagraphs", "ours-bf16-all")
+GOAL_SPEEDUP = {"cpu": 2.0, "cuda": 3.0}
+BASELINE_TOLERANCE = 0.15  # baseline / official must lie within 1 +- this
 
 
-def agent_flags(options: tuple[str, ...]) -> dict[str, Any]:
-    """``CurlSacAgent`` keyword arguments for a set of ``--options`` (the rest off)."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise KeyError(f"unknown options {sorted(unknown)}; valid: {OPTIONS}")
-    compile_mode = ("reduce-overhead" if "cudagraphs" in options
-                    else "default" if "compile" in options else "off")
-    return {"channels_last": "channels_last" in options,
-            "fused_adam": "fused_adam" in options,
-            "compile_mode": compile_mode,
-            "amp": "bf16" if "bf16" in options else "off"}
+def trainer_flags(**overrides: Any) -> dict[str, Any]:
+    """``CurlSacAgent`` speed flags as the trainer passes them by default, with overrides."""
+    from curl_moco.rl.config import CurlSacConfig
 
-
-def prototype_update(agent: Any, options: tuple[str, ...]) -> Callable[[Any], Any]:
-    """:class:`SharedForwardUpdate` on ``agent`` (options already applied to the agent)."""
-    from experiments.bench.prototypes import SharedForwardUpdate
-
-    shared = SharedForwardUpdate(agent)
-    if "fused_adam" in options:
-        for group in shared.optimizer.param_groups:
-            group["fused"], group["foreach"] = True, False
-    if "bf16" not in options:
-        return shared
-
-    def update_bf16(batch: Any) -> Any:
-        with torch.autocast(agent.device.type, dtype=torch.bfloat16):
-            return shared(batch)
-    return update_bf16
-
-
-def build_ours(args: argparse.Namespace, device: torch.device, options: tuple[str, ...],
-               template: torch.nn.Module | None) -> tuple[Any, Callable[[Any], Any]]:
-    from curl_moco.rl.agent import CurlSacAgent
-
-    agent = CurlSacAgent(3 * args.frame_stack, args.crop_size, args.action_dim,
-                         feature_dim=args.feature_dim, hidden_dim=args.hidden_dim,
-                         num_layers=args.num_layers, num_filters=args.num_filters,
-                         device=device, seed=0, **agent_flags(options))
-    if template is not None:  # identical starting weights for every variant
-        agent.load_state_dict(template.state_dict())
-    return agent, agent.update
+    defaults = CurlSacConfig()
+    return {**{name: getattr(defaults, name) for name in SPEED_FLAGS}, **overrides}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 512])
-    parser.add_argument("--options", nargs="*", default=None, choices=OPTIONS,
-                        help="options measured one at a time (default: cpu: channels_last "
-                             "fused_adam compile; cuda: all)")
-    parser.add_argument("--all-options-at-every-batch", action="store_true",
-                        help="measure each option at every batch size (default: only at the "
-                             "first; later ones get the baseline and our fastest option set)")
-    parser.add_argument("--prototype", action="store_true",
-                        help="also time experiments.bench.prototypes.SharedForwardUpdate (a "
-                             "CHANGED update: one encoder forward/backward for critic + CURL)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timed calls (of 2 updates) per variant and batch size")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="untimed updates per variant (the first one updates everything); "
-                             "compile/cudagraphs get 6 more")
+    parser.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), choices=DEFAULT_ROWS,
+                        help="rows to time (baseline is always timed)")
+    parser.add_argument("--official-curl", default=None,
+                        help="folder of a clone of github.com/MishaLaskin/curl (default: "
+                             "$CURL_OFFICIAL_DIR; without it the official row is skipped)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed calls (of 2 updates) per row and batch size")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed updates per row")
     parser.add_argument("--capacity", type=int, default=2_000, help="transitions in the buffers")
     parser.add_argument("--image-size", type=int, default=100)
     parser.add_argument("--crop-size", type=int, default=84)
     parser.add_argument("--frame-stack", type=int, default=3)
-    parser.add_argument("--action-dim", type=int, default=6)
+    parser.add_argument("--action-dim", type=int, default=1, help="1: cartpole")
     parser.add_argument("--hidden-dim", type=int, default=1024)
     parser.add_argument("--feature-dim", type=int, default=50)
     parser.add_argument("--num-layers", type=int, default=4)
@@ -131,144 +102,152 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out-dir", default=None)
     args = parser.parse_args(argv)
 
+    from curl_moco.rl.agent import CurlSacAgent
     from curl_moco.rl.replay import ReplayBuffer
+    from curl_moco.runtime import resolve_amp
+    from experiments.bench.official_curl import locate, official_update
+
     device = prepare_device(args.device, args.threads)
-    options = tuple(args.options) if args.options is not None else DEFAULT_OPTIONS[device.type]
-    skipped = {o: "needs CUDA" for o in options if o in CUDA_ONLY and device.type != "cuda"}
-    options = tuple(o for o in options if o not in skipped)
-    for option, why in skipped.items():
-        print(f"[bench_update] skipping option {option}: {why}")
+    official_dir = locate(args.official_curl) if "official" in args.rows else None
+    skipped = {row: "needs CUDA" for row in args.rows
+               if row in CUDA_ONLY and device.type != "cuda"}
+    if "official" in args.rows and official_dir is None:
+        skipped["official"] = "no --official-curl folder (or $CURL_OFFICIAL_DIR) given"
+    rows = ["baseline"] + [r for r in args.rows if r != "baseline" and r not in skipped]
+    for row, why in skipped.items():
+        print(f"[bench_update] skipping {row}: {why}")
 
     torch.manual_seed(args.seed)
     frame_shape = (3, args.image_size, args.image_size)
-    k, a, t_len = args.frame_stack, args.action_dim, 125
-    episodes = -(-args.capacity // t_len)
+    k, a = args.frame_stack, args.action_dim
+    episode_length = 125
+    episodes = -(-args.capacity // episode_length)
     replay = ReplayBuffer(args.capacity + episodes + k, frame_shape, k, a, device=device, seed=0)
     stacked = StackedReplayBaseline((3 * k, args.image_size, args.image_size), a, args.capacity,
                                     device, seed=0)
-    fill(replay, stacked, args.capacity, t_len, frame_shape, k, a, seed=args.seed)
-
+    fill(replay, stacked, args.capacity, episode_length, frame_shape, k, a, seed=args.seed)
     net_kw = dict(feature_dim=args.feature_dim, hidden_dim=args.hidden_dim,
                   num_layers=args.num_layers, num_filters=args.num_filters)
-    template, _ = build_ours(args, device, (), None)
-    template = copy.deepcopy(template)
+    template = CurlSacAgent(3 * k, args.crop_size, a, device=device, seed=0, **net_kw)
 
-    def make_variant(name: str, opts: tuple[str, ...], batch_size: int
-                     ) -> tuple[Callable[[], None], Callable[[], None]]:
-        """``(two updates, one update)`` of a variant."""
-        if name == "baseline":
+    def one_update(row: str, batch_size: int) -> Callable[[], None]:
+        if row == "official":
+            return official_update(
+                official_dir, obses=stacked.obses, next_obses=stacked.next_obses,
+                actions=stacked.actions, rewards=stacked.rewards, not_dones=stacked.not_dones,
+                batch_size=batch_size, crop_size=args.crop_size, device=device, **net_kw)
+        if row == "baseline":
             ref = ReferenceCurlSac(3 * k, args.crop_size, a, device=device, **net_kw)
-            # same starting weights as ours
-            ref.critic.load_state_dict(template.critic.state_dict())
+            ref.critic.load_state_dict(template.critic.state_dict())  # our starting weights
             ref.critic_target.encoder.load_state_dict(template.critic.encoder.state_dict())
             ref.critic_target.heads.load_state_dict(template.target_heads.state_dict())
             ref.actor.load_state_dict(template.actor.state_dict())
+            return lambda: ref.update(stacked.sample_cropped(batch_size, args.crop_size))
+        agent = CurlSacAgent(3 * k, args.crop_size, a, device=device, seed=0, **net_kw,
+                             **trainer_flags(**OUR_VARIANTS[row]))
+        agent.load_state_dict(template.state_dict())
+        if row == "ours-bf16-all":
+            def update_all_bf16() -> None:
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    agent.update(replay.sample(batch_size))
+            return update_all_bf16
+        return lambda: agent.update(replay.sample(batch_size))
 
-            def one() -> None:
-                ref.update(stacked.sample_cropped(batch_size, args.crop_size))
-        else:
-            agent, update = build_ours(args, device, opts, template)
-            if name.startswith("prototype"):
-                update = prototype_update(agent, opts)
-
-            def one() -> None:
-                update(replay.sample(batch_size))
-
-        def two() -> None:
-            one()
-            one()
-        return two, one
-
-    def measure(batch_size: int, variants: dict[str, tuple[str, ...]]) -> dict[str, Any]:
-        """Time ``variants`` interleaved; each timed entry gets its speedup over the baseline
-        measured in the same call."""
-        fns, errors = {}, {}
-        for name, opts in variants.items():
+    def measure(batch_size: int) -> dict[str, Any]:
+        calls, failed = {}, {}
+        for row in rows:
             try:
-                two, one = make_variant(name, opts, batch_size)
-                slow_start = any(o in ("compile", "cudagraphs") for o in opts)
-                for _ in range(args.warmup + (6 if slow_start else 0)):
+                one = one_update(row, batch_size)
+                for _ in range(args.warmup + (6 if "compile" in row or "graphs" in row else 0)):
                     one()
-                fns[name] = two
-            except Exception as error:  # noqa: BLE001 - report and go on
-                errors[name] = {"error": f"{type(error).__name__}: {error}"}
-                print(f"[bench_update] {name} failed: {errors[name]['error']}")
+
+                def two(one: Callable[[], None] = one) -> None:
+                    one()
+                    one()
+                calls[row] = two
+            except Exception as error:  # noqa: BLE001 - report the row, time the others
+                failed[row] = {"error": f"{type(error).__name__}: {error}"}
+                print(f"[bench_update] {row} failed: {failed[row]['error']}")
         timings = time_interleaved(
-            fns, device=device, repeats=args.repeats, warmup=0,
+            calls, device=device, repeats=args.repeats, warmup=0,
             on_error=lambda n, e: print(f"[bench_update] {n} failed: {type(e).__name__}: {e}"))
-        timings.update(errors)
-        base_s = timings.get("baseline", {}).get("median_s")
-        for name, t in timings.items():
+        timings.update(failed)
+        base = timings.get("baseline", {}).get("median_s")
+        for row, t in timings.items():
             if "median_s" in t:
-                t["options"] = list(variants[name])
                 t["seconds_per_update"] = t["median_s"] / 2
                 t["updates_per_s"] = 2 / t["median_s"]
-                if base_s:
-                    t["speedup_vs_baseline"] = base_s / t["median_s"]
+                if base:
+                    t["speedup_vs_baseline"] = base / t["median_s"]
+                if row.startswith("ours"):
+                    t["flags"] = trainer_flags(**OUR_VARIANTS[row])
         return timings
 
-    records, rows = [], []
-    best: tuple[str, ...] = ()
-    for index, batch_size in enumerate(args.batch_sizes):
-        every = index == 0 or args.all_options_at_every_batch
-        variants: dict[str, tuple[str, ...]] = {"baseline": ()}
-        if every:
-            variants["ours"] = ()
-            variants.update({f"ours+{o}": (o,) for o in options})
-            if len(options) > 1:
-                variants["ours+all"] = options
-            if args.prototype:
-                variants["prototype"] = ()
-                if options:
-                    variants["prototype+all"] = options
-        else:
-            variants["ours+" + "+".join(best) if best else "ours"] = best
-            if args.prototype:
-                variants["prototype+" + "+".join(best) if best else "prototype"] = best
-        timings = measure(batch_size, variants)
-        if every:  # the fastest of our variants names the option set used from here on
-            ours_runs = {n: t for n, t in timings.items()  # the library's agent only
-                         if n.startswith("ours") and "median_s" in t}
-            if ours_runs:
-                fastest = min(ours_runs, key=lambda n: ours_runs[n]["median_s"])
-                best = tuple(ours_runs[fastest]["options"])
-        record = {"batch_size": batch_size, "best_options": list(best), "variants": timings}
-        for name, t in timings.items():
-            label = name + (" (fastest)" if t.get("options") == list(best)
-                            and name.startswith("ours") and len(timings) > 3 else "")
-            if "median_s" not in t:
-                rows.append([batch_size, label, "-", "-", "-", t["error"][:60]])
-                continue
-            rows.append([batch_size, label, t["seconds_per_update"] * 1e3, t["updates_per_s"],
-                         t.get("speedup_vs_baseline", float("nan")),
-                         _flags(name, tuple(t["options"]))])
+    amp_used, amp_reason = resolve_amp(trainer_flags()["amp"], device)
+    records, table = [], []
+    for batch_size in args.batch_sizes:
+        timings = measure(batch_size)
+        record: dict[str, Any] = {"batch_size": batch_size, "rows": timings}
+        official = timings.get("official", {}).get("median_s")
+        if official and "median_s" in timings.get("baseline", {}):
+            ratio = timings["baseline"]["median_s"] / official
+            record["baseline_over_official"] = ratio
+            record["baseline_faithful"] = abs(ratio - 1) <= BASELINE_TOLERANCE
         records.append(record)
+        for row, t in timings.items():
+            if "median_s" not in t:
+                table.append([batch_size, row, "-", "-", "-", t["error"][:60]])
+                continue
+            note = _describe(row, amp_used)
+            if row == "official":
+                note += f" (baseline/official {record['baseline_over_official']:.2f})"
+            table.append([batch_size, row, t["seconds_per_update"] * 1e3, t["updates_per_s"],
+                          t.get("speedup_vs_baseline", float("nan")), note])
     print_table(f"bench_update: CURL-SAC updates on {device} (frame stack {k}, "
-                f"{args.image_size}->{args.crop_size}, median of {args.repeats} x 2 updates)",
-                ["batch", "variant", "ms/update", "updates/s", "speedup", "flags"], rows)
-    goal = 3.0 if device.type == "cuda" else 1.5
-    best_speedups = {r["batch_size"]: max(  # the library's agent, not prototypes
-        (v.get("speedup_vs_baseline", 0.0) for n, v in r["variants"].items()
-         if n.startswith("ours")), default=0.0) for r in records}
+                f"{args.image_size}->{args.crop_size}, action dim {a}, median of "
+                f"{args.repeats} x 2 updates; trainer default precision: {amp_reason})",
+                ["batch", "row", "ms/update", "updates/s", "vs baseline", "what"], table)
+    goal = GOAL_SPEEDUP.get(device.type, 2.0)
+    default_speedups = {r["batch_size"]: r["rows"].get("ours-default", {}).get(
+        "speedup_vs_baseline", 0.0) for r in records}
     results = {
         "machine": machine_info(device),
         "command": command_line("experiments.bench.bench_update", argv),
-        "settings": {k_: v for k_, v in vars(args).items() if k_ != "out_dir"},
-        "options_measured": list(options), "options_skipped": skipped,
+        "settings": {k_: v for k_, v in vars(args).items() if k_ not in ("out_dir",)},
+        "trainer_default_flags": trainer_flags(),
+        "trainer_default_precision": {"amp": amp_used, "reason": amp_reason},
+        "skipped": skipped,
         "results": records,
-        "goal": {"speedup": goal, "best_speedup_by_batch": best_speedups,
-                 "met": all(s >= goal for s in best_speedups.values())},
+        "goal": {"speedup_of_ours_default": goal, "by_batch": default_speedups,
+                 "met": all(s >= goal for s in default_speedups.values()),
+                 "baseline_checked_against_official": all(
+                     r.get("baseline_faithful", False) for r in records)},
     }
+    for record in records:
+        if "baseline_over_official" in record:
+            verdict = "within" if record["baseline_faithful"] else "OUTSIDE"
+            print(f"[bench_update] batch {record['batch_size']}: baseline / official = "
+                  f"{record['baseline_over_official']:.2f} ({verdict} +-"
+                  f"{BASELINE_TOLERANCE:.0%})")
     write_results("bench_update", results, args.out_dir)
     return results
 
 
-def _flags(name: str, opts: tuple[str, ...]) -> str:
-    """The options of a variant, as named by ``--options``."""
-    if name.startswith("baseline"):
-        return "(reference structure)"
-    text = " ".join(opts) if opts else "(none)"
-    return text + (" [CHANGED update]" if name.startswith("prototype") else "")
+def _describe(row: str, amp_used: str) -> str:
+    if row == "official":
+        return "MishaLaskin/curl, unmodified"
+    if row == "baseline":
+        return "official structure on our networks"
+    flags = trainer_flags(**OUR_VARIANTS[row])
+    text = ("channels_last " if flags["channels_last"] else "") + (
+        "fused_adam " if flags["fused_adam"] else "")
+    amp = amp_used if flags["amp"] == "auto" else flags["amp"]
+    text += {"bf16": "bf16-convs", "off": "fp32"}[amp]
+    if flags["compile_mode"] != "off":
+        text += f" compile={flags['compile_mode']}"
+    if row == "ours-bf16-all":
+        text += " + whole update autocast (numerics changed)"
+    return text
 
 
 if __name__ == "__main__":

@@ -43,19 +43,22 @@ def replay(data: dict[str, Any], path: Path) -> list[str]:
 
 
 def update(data: dict[str, Any], path: Path) -> list[str]:
-    lines = _head(data, path) + [
-        "| batch | variant | options | ms/update | updates/s | vs baseline |",
-        "|---|---|---|---|---|---|"]
+    precision = data.get("trainer_default_precision", {}).get("reason", "")
+    lines = _head(data, path) + [f"trainer default precision: {precision}", "",
+                                 "| batch | row | ms/update | updates/s | vs baseline |",
+                                 "|---|---|---|---|---|"]
     for record in data["results"]:
-        for name, t in record["variants"].items():
+        for name, t in record["rows"].items():
             if "error" in t:
-                lines.append(f"| {record['batch_size']} | {name} | | failed: {t['error'][:60]} "
+                lines.append(f"| {record['batch_size']} | {name} | failed: {t['error'][:60]} "
                              "| | |")
                 continue
-            opts = " ".join(t.get("options", [])) or "-"
-            lines.append(f"| {record['batch_size']} | {name} | {opts} | "
+            lines.append(f"| {record['batch_size']} | {name} | "
                          f"{t['seconds_per_update'] * 1e3:,.0f} | {t['updates_per_s']:.3f} | "
                          f"{t.get('speedup_vs_baseline', float('nan')):.2f}x |")
+        if "baseline_over_official" in record:
+            lines.append(f"| {record['batch_size']} | baseline / official | "
+                         f"{record['baseline_over_official']:.2f} | | |")
     return lines
 
 
