@@ -11,12 +11,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from curl_moco.io.errors import UsageError
+
 log = logging.getLogger("curl_moco")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """Return the torch device for ``name``: "auto" (CUDA when available, else CPU), "cpu",
     "cuda" or "cuda:N". Asking for CUDA on a machine without it is an error, not a fallback."""
+    if not isinstance(name, str):
+        raise UsageError(f"device={name!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
     name = name.strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -24,17 +28,21 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise UsageError(
                 f"device={name!r} was requested but CUDA is not available on this machine; "
                 "use --device cpu or --device auto"
             )
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError as error:
+            raise UsageError(f"device={name!r} is not a valid CUDA device name (cuda or "
+                             "cuda:N)") from error
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise UsageError(
                 f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
             )
         return device
-    raise ValueError(f"device={name!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
+    raise UsageError(f"device={name!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'")
 
 
 #: Mixed-precision modes of the training loops: "auto" picks "bf16" where the hardware computes

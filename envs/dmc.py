@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from curl_moco.io.errors import UsageError
 from envs.gl import select_gl_backend
 
 select_gl_backend()
@@ -29,13 +30,13 @@ _UNBOUNDED = 1e6
 def check_positive_int(name: str, value: Any) -> int:
     """Return ``value`` as an int, or raise ValueError naming the setting if it is not >= 1."""
     if isinstance(value, bool):
-        raise ValueError(f"{name}={value!r} must be a positive integer")
+        raise UsageError(f"{name}={value!r} must be a positive integer")
     try:
         ivalue = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name}={value!r} must be a positive integer") from None
+        raise UsageError(f"{name}={value!r} must be a positive integer") from None
     if ivalue <= 0:
-        raise ValueError(f"{name}={value!r} must be a positive integer (>= 1)")
+        raise UsageError(f"{name}={value!r} must be a positive integer (>= 1)")
     return ivalue
 
 
@@ -44,7 +45,7 @@ def task_seed(seed: int) -> int:
     in 32 bits (so ``reset(seed=s)`` matches ``suite.load(..., task_kwargs={"random": s})``),
     else a 32-bit value derived from it. ValueError naming ``seed`` if it is not an int >= 0."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+        raise UsageError(f"seed={seed!r} must be a non-negative integer")
     seed = int(seed)
     if seed < 2**32:
         return seed
@@ -135,10 +136,10 @@ class DMCPixelEnv(gym.Env):
         ncam = int(physics.model.ncam)
         if isinstance(camera_id, bool) or not isinstance(camera_id, int | np.integer):
             self.close()
-            raise ValueError(f"camera_id={camera_id!r} must be an integer")
+            raise UsageError(f"camera_id={camera_id!r} must be an integer")
         if not -1 <= camera_id < ncam:
             self.close()
-            raise ValueError(
+            raise UsageError(
                 f"camera_id={camera_id} is invalid for {self.task_name}: its model has {ncam} "
                 f"fixed cameras, so use 0..{ncam - 1}, or -1 for the free camera"
             )

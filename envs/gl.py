@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+from curl_moco.io.errors import UsageError
+
 __all__ = ["BACKEND_ORDER", "GLBackendError", "probe_backend", "select_gl_backend"]
 
 logger = logging.getLogger("curl_moco")
@@ -46,8 +48,9 @@ print("ok")
 _selected: str | None = None
 
 
-class GLBackendError(RuntimeError):
-    """No usable OpenGL backend for MuJoCo rendering."""
+class GLBackendError(UsageError, RuntimeError):
+    """No usable OpenGL backend for MuJoCo rendering (a usage error: the message says what to
+    install or set)."""
 
 
 def _probe_env(backend: str) -> dict[str, str]:

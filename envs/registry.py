@@ -15,6 +15,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from curl_moco.io.errors import UnknownNameError, UsageError
+
 __all__ = [
     "CURL_ACTION_REPEAT",
     "DEFAULT_ACTION_REPEAT",
@@ -68,16 +70,18 @@ def list_tasks() -> list[str]:
 
 
 def unknown_task_error(name: str) -> KeyError:
-    """A KeyError for an unknown task ``name`` that lists close matches and how to list all."""
+    """A KeyError (and usage error) for an unknown task ``name`` that lists close matches and
+    how to list all."""
     matches = difflib.get_close_matches(name, list_tasks(), n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
-    return KeyError(f"unknown task {name!r}{hint} ({_LIST_HINT})")
+    return UnknownNameError(f"unknown task {name!r}{hint} ({_LIST_HINT})")
 
 
 def parse_task(name: str) -> tuple[str, str]:
     """``"ball_in_cup-catch" -> ("ball_in_cup", "catch")``; KeyError for unknown names."""
     if not isinstance(name, str):
-        raise KeyError(f"task name must be a string like 'cartpole-swingup', got {name!r}")
+        raise UnknownNameError(
+            f"task name must be a string like 'cartpole-swingup', got {name!r}")
     domain, sep, task = name.partition("-")
     if not sep or (domain, task) not in _all_tasks():
         raise unknown_task_error(name)
@@ -136,7 +140,7 @@ def make_env(
     if min_image_size is not None:
         min_image_size = check_positive_int("min_image_size", min_image_size)
         if image_size < min_image_size:
-            raise ValueError(
+            raise UsageError(
                 f"image_size={image_size} is smaller than min_image_size={min_image_size} "
                 "(the crop size used later); render at least that large"
             )

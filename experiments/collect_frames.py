@@ -15,6 +15,11 @@ Actions come from ``--policy random`` (uniform in [-1, 1], seeded) or ``--policy
 with ``function(obs (3, H, W) uint8, rng: np.random.Generator, action_space) -> action``.
 A domain name alone uses its CURL task (cartpole-swingup, walker-walk, ...); ``domain-task``
 names pick any suite task. Rendering is real dm_control output; nothing is downloaded.
+
+``--out`` must be empty or new: a folder holding files is refused (old and new frames would mix),
+unless ``--overwrite`` is given and the folder is an earlier output of this script (it has
+``manifest.json``, or the ``.collect_frames_incomplete`` marker of an interrupted run); its
+contents are then deleted first. A setting the user can fix prints ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import argparse
 import importlib
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +38,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from curl_moco.io.checks import check_number, check_output_dir, check_seed
+from curl_moco.io.errors import ArgumentParser, UnknownNameError, UsageError, run_entry_point
+from curl_moco.pretrain.data import INCOMPLETE_MARKER  # refused by the data set while present
 
 log = logging.getLogger("curl_moco")
 
@@ -55,7 +65,8 @@ def resolve_task(name: str) -> tuple[str, str]:
         domain, rest = parse_task(task)
         if domain == name:
             return domain, rest
-    raise KeyError(f"unknown domain={name!r}; run `python -m envs.registry` to list tasks")
+    raise UnknownNameError(f"unknown domain={name!r} in --domains; run `python -m envs.registry` "
+                           "to list tasks")
 
 
 def load_policy(spec: str) -> Callable[[np.ndarray, np.random.Generator, Any], np.ndarray]:
@@ -66,9 +77,18 @@ def load_policy(spec: str) -> Callable[[np.ndarray, np.random.Generator, Any], n
 
         return random_policy
     if ":" not in spec:
-        raise ValueError(f"policy={spec!r} must be 'random' or 'module:function'")
+        raise UsageError(f"policy={spec!r} must be 'random' or 'module:function'")
     module, func = spec.split(":", 1)
-    return getattr(importlib.import_module(module), func)
+    try:
+        policy = getattr(importlib.import_module(module), func)
+    except ImportError as error:
+        raise UsageError(f"policy={spec!r}: module {module!r} cannot be imported ({error})"
+                         ) from error
+    except AttributeError as error:
+        raise UsageError(f"policy={spec!r}: module {module!r} has no {func!r}") from error
+    if not callable(policy):
+        raise UsageError(f"policy={spec!r}: {func!r} is not a function")
+    return policy
 
 
 def collect_domain(out: str, name: str, frames: int, episode_frames: int, image_size: int,
@@ -118,10 +138,35 @@ def collect_domain(out: str, name: str, frames: int, episode_frames: int, image_
             "internal_state_dim": int(internals[0].shape[0]), "seconds": round(seconds, 2)}
 
 
+MANIFEST = "manifest.json"
+
+
+def prepare_output(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``out`` (unless ``overwrite`` and it is an earlier output of this
+    script, which is then emptied); mark it incomplete until the manifest is written."""
+    check_output_dir("out", out)
+    if out.is_dir() and any(out.iterdir()):
+        ours = (out / MANIFEST).is_file() or (out / INCOMPLETE_MARKER).is_file()
+        if not overwrite:
+            raise UsageError(f"out={str(out)!r} is not empty: new frames would mix with its files; "
+                             "choose a new folder" + (", or pass --overwrite to replace this "
+                                                      "frame data set" if ours else ""))
+        if not ours:
+            raise UsageError(f"out={str(out)!r} holds files but no {MANIFEST}: it is not a frame "
+                             "data set written by this script, so --overwrite will not delete "
+                             "it; choose a new folder or empty it yourself")
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        log.info("--overwrite: emptied %s", out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE_MARKER).write_text("collect_frames has not finished writing this folder\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="output folder (created)")
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder (created; must be empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier frame data set in --out")
     p.add_argument("--domains", default="cartpole,walker,cheetah,finger,reacher,ball_in_cup",
                    help="comma-separated domains or domain-task names")
     p.add_argument("--frames-per-domain", type=int, default=400)
@@ -137,18 +182,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Render the data set ``argv`` describes; returns the manifest (raises
+    :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
     for name in ("frames_per_domain", "episode_frames", "image_size", "workers"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"{name}={getattr(args, name)} must be >= 1")
+        check_number(name, getattr(args, name), low=1)
+    check_number("image_size", args.image_size, high=4096)
+    check_number("action_repeat", args.action_repeat, low=1)
+    check_seed("seed", args.seed)
     names = [d.strip() for d in args.domains.split(",") if d.strip()]
     if not names:
-        raise ValueError("domains is empty: pass e.g. --domains cartpole,walker")
+        raise UsageError("domains is empty: pass e.g. --domains cartpole,walker")
     resolved = [resolve_task(n) for n in names]
     if len({d for d, _ in resolved}) != len(resolved):
-        raise ValueError(f"domains={args.domains!r} names a domain twice (folders are per domain)")
+        raise UsageError(f"domains={args.domains!r} names a domain twice (folders are per "
+                         "domain)")
+    load_policy(args.policy)  # fails here, not in a worker
+    out = Path(args.out)
+    prepare_output(out, args.overwrite)
     jobs = [(args.out, f"{d}-{t}", args.frames_per_domain, args.episode_frames, args.image_size,
              args.action_repeat, args.seed + 7919 * i, args.policy)
             for i, (d, t) in enumerate(resolved)]
@@ -162,9 +215,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     manifest = {"image_size": args.image_size, "episode_frames": args.episode_frames,
                 "frames_per_domain": args.frames_per_domain, "policy": args.policy,
                 "seed": args.seed, "domains": infos}
-    Path(args.out, "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / INCOMPLETE_MARKER).unlink()
     return manifest
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: exit status 0, or 2 for a usage error."""
+    return run_entry_point(main, argv, prog="experiments.collect_frames")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

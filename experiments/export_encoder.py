@@ -10,13 +10,17 @@
 ``torchvision.models.resnet18()`` with ``fc = nn.Identity()``, or for
 ``torchvision.models.VisionTransformer(224, 16, 12, 12, 384, 1536)`` (ViT-S/16; ViT-B/16:
 ``vit_b_16()``) with ``heads = nn.Identity()``, ``load_state_dict(strict=True)``.
+A missing, damaged or foreign checkpoint or an unwritable ``--out`` prints ``error: ...`` and
+exits 2.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 
-from curl_moco.io.checkpoint import load_checkpoint
+from curl_moco.io.checkpoint import CheckpointError, load_checkpoint
+from curl_moco.io.checks import check_input_file, check_output_file
+from curl_moco.io.errors import ArgumentParser, UsageError, run_entry_point
 from curl_moco.pretrain.export import (
     arch_config,
     build_backbone,
@@ -28,19 +32,30 @@ from curl_moco.pretrain.trainer import CHECKPOINT_KIND
 
 
 def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Export as ``argv`` says; returns the written path (raises
+    :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
+    import argparse
+
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run_dir/checkpoint.pt of pretrain_moco")
     p.add_argument("--out", required=True, help="output file")
     p.add_argument("--format", choices=("encoder", "torchvision"), default="encoder")
     args = p.parse_args(argv)
+    check_input_file("checkpoint", args.checkpoint)
+    check_output_file("out", args.out)
     loaded = load_checkpoint(args.checkpoint, kind=CHECKPOINT_KIND)
     cfg = loaded["config"]
     arch = arch_config(cfg)
     backbone = build_backbone(arch)
+    if args.format == "torchvision" and not hasattr(backbone, "torchvision_state_dict"):
+        raise UsageError(f"format='torchvision' needs a ResNet or ViT; {args.checkpoint} holds a "
+                         f"{cfg.get('arch')!r} encoder: use --format encoder")
     prefix = "encoder_q.backbone."
-    backbone.load_state_dict({k[len(prefix):]: v for k, v in loaded["payload"]["model"].items()
-                              if k.startswith(prefix)}, strict=True)
+    try:
+        backbone.load_state_dict({k[len(prefix):]: v for k, v in loaded["payload"]["model"].items()
+                                  if k.startswith(prefix)}, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{args.checkpoint}: weights do not fit {arch}: {error}") from error
     if args.format == "torchvision":
         path = export_torchvision(backbone, args.out)
     else:
@@ -49,5 +64,10 @@ def main(argv: list[str] | None = None) -> str:
     return str(path)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: exit status 0, or 2 for a usage error."""
+    return run_entry_point(main, argv, prog="experiments.export_encoder")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

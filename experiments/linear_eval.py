@@ -17,6 +17,8 @@ eval mode, a linear classifier trained with SGD on augmented images, centre-crop
         --lincls-lr 30 --lincls-epochs 100 --lincls-schedule step        # MoCo v1/v2
     python -m experiments.linear_eval --checkpoint runs/X/checkpoint.pt --protocol linear \
         --lincls-batch-size 1024                                          # MoCo v3 ResNet-50
+
+A setting the user can fix prints ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from curl_moco.io.config import parse_config
+from curl_moco.io.errors import run_entry_point
 from curl_moco.pretrain.config import LinearEvalConfig
 from curl_moco.pretrain.evaluate import run_linear_eval
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Parse ``argv``, evaluate, print and return the results (raises
+    :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     cfg = parse_config(LinearEvalConfig, argv, description=__doc__)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         stream=sys.stderr)
@@ -45,5 +50,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: exit status 0, or 2 for a usage error."""
+    return run_entry_point(main, argv, prog="experiments.linear_eval")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

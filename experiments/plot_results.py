@@ -17,19 +17,25 @@ Optionally (when present) ``<results>/moco/<run>/epoch.csv`` (``experiments.pret
 ``<out>/plots/moco.png`` (loss and kNN accuracy per epoch) and ``<out>/moco_table.md``.
 
     python -m experiments.plot_results [--results experiments/results] [--out experiments/results]
+
+A missing ``--results`` folder, an unwritable ``--out`` or a malformed ``eval.csv`` prints
+``error: ...`` (naming the file) and exits 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from curl_moco.io.checks import check_output_dir
+from curl_moco.io.errors import ArgumentParser, UsageError, run_entry_point
 
 #: CURL (Laskin et al. 2020), Table 1, pixel-based CURL, mean of 10 seeds, environment steps.
 CURL_PAPER: dict[str, dict[int, float]] = {
@@ -78,10 +84,14 @@ def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0), np.zeros(0)
     column = next((c for c in RETURN_COLUMNS if c in rows[0]), None)
     if STEP_COLUMN not in rows[0] or column is None:
-        raise ValueError(f"{path}: needs columns {STEP_COLUMN!r} and one of {RETURN_COLUMNS}, "
+        raise UsageError(f"{path}: needs columns {STEP_COLUMN!r} and one of {RETURN_COLUMNS}, "
                          f"has {sorted(rows[0])}")
-    by_step = {int(float(r[STEP_COLUMN])): float(r[column]) for r in rows
-               if r[STEP_COLUMN] and r[column]}
+    try:
+        by_step = {int(float(r[STEP_COLUMN])): float(r[column]) for r in rows
+                   if r[STEP_COLUMN] and r[column]}
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"{path}: a {STEP_COLUMN!r} or {column!r} value is not a number "
+                         f"({error})") from error
     steps = np.array(sorted(by_step), dtype=np.int64)
     return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
 
@@ -259,8 +269,11 @@ def load_moco(results: Path) -> dict[str, list[dict[str, float]]]:
     out: dict[str, list[dict[str, float]]] = {}
     for path in sorted((results / "moco").glob("*/epoch.csv")):
         with path.open(newline="") as handle:
-            rows = [{k: float(v) for k, v in r.items() if v not in ("", None)}
-                    for r in csv.DictReader(handle)]
+            try:
+                rows = [{k: float(v) for k, v in r.items() if v not in ("", None)}
+                        for r in csv.DictReader(handle)]
+            except (TypeError, ValueError) as error:
+                raise UsageError(f"{path}: a value is not a number ({error})") from error
         if rows:
             out[path.parent.name] = rows
     return out
@@ -303,18 +316,25 @@ def moco_table(data: dict[str, list[dict[str, float]]]) -> str:
 
 # ------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> dict[str, list[str]]:
+    """Plot and tabulate as ``argv`` says; returns the written files (raises
+    :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     root = Path(__file__).resolve().parent / "results"
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(root), help="folder holding dmc/ and moco/")
     parser.add_argument("--out", default=None, help="where PNGs and tables go (default: "
                         "--results)")
     args = parser.parse_args(argv)
     results = Path(args.results)
+    if not results.is_dir():
+        raise UsageError(f"results={str(results)!r} "
+                         f"{'is not a folder' if results.exists() else 'does not exist'}: give "
+                         "the folder holding dmc/<task>/seed_<s>/eval.csv")
     out = Path(args.out) if args.out else results
+    check_output_dir("out", out)
+    dmc, moco = load_dmc(results), load_moco(results)  # every file is read before writing
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[str]] = {"plots": [], "tables": []}
 
-    dmc = load_dmc(results)
     table = out / "dmc_table.md"
     table.write_text(dmc_table(dmc))
     written["tables"].append(str(table))
@@ -324,7 +344,6 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         print(f"no runs under {results / 'dmc'} (expected <task>[/<variant>]/seed_<s>/eval.csv); "
               "run scripts/run_curl_benchmark.sh on a GPU")
 
-    moco = load_moco(results)
     if moco:
         table = out / "moco_table.md"
         table.write_text(moco_table(moco))
@@ -336,5 +355,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     return written
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: exit status 0, or 2 for a usage error."""
+    return run_entry_point(main, argv, prog="experiments.plot_results")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

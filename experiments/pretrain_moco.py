@@ -7,6 +7,8 @@ presets (``--preset mocov1|mocov2|mocov3|mocov3_vit``) come from ``experiments/c
 and explicit flags override them. Outputs in ``--run-dir``: config.json, run.json, train.csv,
 epoch.csv, tb/, checkpoint.pt (resumed automatically), encoder.pt (+ backbone_torchvision.pt for
 ResNets and ViTs).
+A setting the user can fix prints ``error: ...`` and exits 2. Ctrl-C (SIGTERM) stops every rank
+after the same step, writes a checkpoint, prints the resume command and exits 130 (143).
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import os
 import sys
 
 from curl_moco.io.config import parse_config
+from curl_moco.io.errors import run_entry_point
 from curl_moco.pretrain.config import MocoConfig
 from curl_moco.pretrain.trainer import train
 from experiments.configs.moco import MOCO_PRESETS
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Parse ``argv``, pretrain, print and return the last epoch's metrics (raises
+    :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     cfg = parse_config(MocoConfig, argv, MOCO_PRESETS, default_preset="mocov2",
                        description=__doc__)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -33,5 +38,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return result
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: exit status 0, 2 (usage error) or 130/143 (stopped by a signal)."""
+    return run_entry_point(main, argv, prog="experiments.pretrain_moco")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -5,7 +5,9 @@
 
 Every field of :class:`curl_moco.rl.config.CurlSacConfig` is a flag (``--help``); presets are in
 ``experiments/configs/curl_dmc.py``. Running the same command again resumes from the run
-directory's checkpoint.
+directory's checkpoint. A setting the user can fix prints ``error: ...`` and exits 2; Ctrl-C
+(SIGTERM) finishes the current step, writes a checkpoint, prints the resume command and exits
+130 (143).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from curl_moco.io.checkpoint import CheckpointError
 from curl_moco.io.config import parse_config
+from curl_moco.io.errors import run_entry_point
 from curl_moco.rl.config import CurlSacConfig
 from curl_moco.rl.trainer import Trainer, TrainResult
 from experiments.configs.curl_dmc import CURL_PRESETS
@@ -49,32 +51,26 @@ def summary(result: TrainResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv``; returns the exit status (see the module docstring)."""
+    return run_entry_point(_train, argv, prog="experiments.train_dmc")
+
+
+def _train(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:  # every setting is checked here, before any work
-        cfg = parse_config(CurlSacConfig, argv, CURL_PRESETS, default_preset="curl",
-                           description=DESCRIPTION)
-        trainer = Trainer(cfg)
-    except (ValueError, KeyError, CheckpointError) as error:
-        return _fail(error)
+    # every setting is checked here, before any work
+    cfg = parse_config(CurlSacConfig, argv, CURL_PRESETS, default_preset="curl",
+                       description=DESCRIPTION)
+    trainer = Trainer(cfg)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
-        try:  # refuses a corrupt/truncated/mismatched checkpoint or pretrained encoder
-            trainer.setup()
-        except CheckpointError as error:
-            return _fail(error)
+        trainer.setup()  # refuses a corrupt/truncated/mismatched checkpoint or pretrained encoder
         with logging_redirect_tqdm():
             result = trainer.run()
     finally:
         trainer.close()
     print(summary(result))
     return 0
-
-
-def _fail(error: Exception) -> int:
-    message = error.args[0] if isinstance(error, KeyError) and error.args else error
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 if __name__ == "__main__":

@@ -31,13 +31,49 @@ BENCH=0
 MOCO=0
 EXTRA=()
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() {
+  cat <<EOF
+Usage: scripts/run_curl_benchmark.sh [options] [-- train_dmc flags...]
+
+Reproduce CURL's DMControl table: train the six benchmark tasks x seeds (several runs in
+parallel), copy each run's logs into RESULTS/dmc/<task>/seed_<s>/ and draw the learning curves
+and the table (experiments/plot_results.py). Running the same command again resumes every run
+from its checkpoint (also to extend 100k runs: same --runs-dir, larger --steps).
+
+Options (default in brackets):
+  --steps N          environment steps per run [$STEPS]
+  --seeds "S ..."    seeds, space-separated [$SEEDS]
+  --tasks "T ..."    tasks, space-separated [$TASKS]
+  --jobs N           runs at a time [$JOBS]
+  --device D         cuda | cuda:N | cpu [$DEVICE]
+  --runs-dir DIR     where the runs (checkpoints, videos, logs) go [$RUNS_DIR]
+  --results-dir DIR  where the small logs, plots and tables go [$RESULTS_DIR]
+  --collect-only     only copy the logs of finished/partial runs and plot
+  --dry-run          print the training commands and exit
+  --bench            also run the GPU speed benchmarks
+  --moco             also render DMC frames and run a MoCo v2 ResNet-18 pretraining
+  -h, --help         show this help and exit
+  -- ARGS...         pass ARGS to every experiments.train_dmc run (e.g. -- --batch-size 256)
+
+Environment: PYTHON [.venv/bin/python], MUJOCO_GL [egl], OMP_NUM_THREADS [2 per run].
+Exit status: 0 all runs finished; 1 a run failed (rerun to resume it); 2 a usage error.
+EOF
+}
+fail_usage() { echo "error: $* (see --help)" >&2; exit 2; }
+need_value() {  # flag, number of remaining arguments, value
+  [ "$2" -ge 2 ] && [ -n "$3" ] && [[ "$3" != --* ]] || fail_usage "$1 needs a value"
+}
+need_int() {  # flag, value: a positive integer
+  [[ "$2" =~ ^[1-9][0-9]*$ ]] || fail_usage "$1=$2 must be a positive integer"
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --steps) STEPS="$2"; shift 2 ;;
+    --steps|--seeds|--tasks|--jobs|--device|--runs-dir|--results-dir)
+      need_value "$1" "$#" "${2-}" ;;&
+    --steps) need_int "$1" "$2"; STEPS="$2"; shift 2 ;;
     --seeds) SEEDS="$2"; shift 2 ;;
     --tasks) TASKS="$2"; shift 2 ;;
-    --jobs) JOBS="$2"; shift 2 ;;
+    --jobs) need_int "$1" "$2"; JOBS="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     --runs-dir) RUNS_DIR="$2"; shift 2 ;;
     --results-dir) RESULTS_DIR="$2"; shift 2 ;;
@@ -47,9 +83,13 @@ while [ $# -gt 0 ]; do
     --moco) MOCO=1; shift ;;
     -h|--help) usage; exit 0 ;;
     --) shift; EXTRA=("$@"); break ;;
-    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    *) fail_usage "unknown argument: $1" ;;
   esac
 done
+for seed in $SEEDS; do
+  [[ "$seed" =~ ^[0-9]+$ ]] || fail_usage "--seeds: '$seed' is not a non-negative integer"
+done
+[ -n "$TASKS" ] || fail_usage "--tasks is empty"
 
 PYTHON="${PYTHON:-.venv/bin/python}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
@@ -58,9 +98,12 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 say() { printf '[curl-benchmark %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [ "$DRY_RUN" = 0 ] && [ "$COLLECT_ONLY" = 0 ] && [[ "$DEVICE" == cuda* ]]; then
+  [ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null \
+    || { echo "error: PYTHON=$PYTHON not found: run scripts/setup.sh or set PYTHON" >&2; exit 2; }
   "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || {
-    say "no CUDA device visible to torch: run on a GPU machine, or pass --device cpu (slow)"
-    exit 1; }
+    echo "error: --device $DEVICE: no CUDA device visible to torch; run on a GPU machine, or" \
+      "pass --device cpu (slow)" >&2
+    exit 2; }
 fi
 
 run_command() {  # task seed -> the training command, one word per line

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '[setup] %s\n' "$*" >&2; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 2; }  # a problem of this machine you can fix
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
   say "need root to run: $*"; return 1; fi; }
 apt_install() {
@@ -21,9 +22,9 @@ if [ -z "$PYTHON" ]; then
     if command -v "$candidate" >/dev/null; then PYTHON="$candidate"; break; fi
   done
 fi
-[ -n "$PYTHON" ] || { say "no python3 found: install Python 3.11"; exit 1; }
-"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' \
-  || { say "$PYTHON is older than 3.10: install Python 3.11"; exit 1; }
+[ -n "$PYTHON" ] || fail "no python3 found: install Python 3.11 (or set PYTHON=/path/to/python)"
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' 2>/dev/null \
+  || fail "PYTHON=$PYTHON is missing or older than 3.10: install Python 3.11"
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $("$PYTHON" --version)"
@@ -48,7 +49,7 @@ gl_works() {
     'import mujoco; c = mujoco.GLContext(16, 16); c.make_current(); c.free()' >/dev/null 2>&1
 }
 if [ -n "${MUJOCO_GL:-}" ]; then
-  gl_works "$MUJOCO_GL" || { say "MUJOCO_GL=$MUJOCO_GL does not work here; unset it to let set-up choose"; exit 1; }
+  gl_works "$MUJOCO_GL" || fail "MUJOCO_GL=$MUJOCO_GL does not work here; unset it to let set-up choose"
   say "rendering backend: MUJOCO_GL=$MUJOCO_GL (set by you)"
 elif gl_works egl; then
   say "rendering backend: egl"
@@ -58,5 +59,5 @@ else
   apt_install libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6
   if gl_works egl; then say "rendering backend: egl"
   elif gl_works osmesa; then say "rendering backend: osmesa"
-  else say "no headless OpenGL backend works (tried egl, osmesa)"; exit 1; fi
+  else fail "no headless OpenGL backend works (tried egl, osmesa): install libegl1 libgl1-mesa-dri or libosmesa6"; fi
 fi

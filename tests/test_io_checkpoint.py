@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -10,10 +11,12 @@ from torch import nn
 
 from curl_moco.io.checkpoint import (
     CheckpointError,
+    CheckpointWriteError,
     check_compatible,
     latest_checkpoint,
     load_checkpoint,
     read_header,
+    remove_stale_temp_files,
     save_checkpoint,
 )
 from curl_moco.io.encoder_export import load_encoder_into, save_encoder_state
@@ -129,3 +132,80 @@ def test_encoder_export_round_trip_and_mismatch(tmp_path):
         load_encoder_into(target, tmp_path / "enc.pt", {"in_channels": 3})
     with pytest.raises(CheckpointError, match="do not fit"):
         load_encoder_into(nn.Linear(5, 3), tmp_path / "enc.pt", {"arch": "pixel"})
+
+
+# ---------------------------------------------------------------- faults (issue 13)
+def test_flipped_header_bit_is_corruption_not_a_mismatch(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", _payload(), kind="curl_sac", config=CONFIG)
+    data = path.read_bytes()
+    at = data.index(b'"curl_sac"') + 8  # 'curl_sac' -> 'curl_sab': still valid JSON
+    flipped = bytearray(data)
+    flipped[at] ^= 0x01
+    path.write_bytes(bytes(flipped))
+    for read in (read_header, lambda p: load_checkpoint(p, kind="curl_sac")):
+        with pytest.raises(CheckpointError, match="corrupt: header checksum"):
+            read(path)
+    length = bytearray(data)
+    length[9] ^= 0x40  # header length field: would point past the end of the file
+    path.write_bytes(bytes(length))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        read_header(path)
+
+
+def test_version_1_files_are_still_read(tmp_path):
+    import hashlib
+    import io
+    import json
+    import struct
+
+    buffer = io.BytesIO()
+    torch.save({"step": 5}, buffer)
+    payload = buffer.getvalue()
+    header = json.dumps({"version": 1, "kind": "agent", "config": {"a": 1},
+                         "sha256": hashlib.sha256(payload).hexdigest(),
+                         "payload_bytes": len(payload)}).encode()
+    path = tmp_path / "old.pt"
+    path.write_bytes(b"CMCKPT\x00\x01" + struct.pack("<Q", len(header)) + header + payload)
+    assert load_checkpoint(path, kind="agent")["payload"]["step"] == 5
+
+
+def test_checkpoint_has_the_normal_file_mode(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"step": 1}, kind="agent", config={})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_disk_full_or_read_only_keeps_previous_checkpoint(tmp_path, monkeypatch, code):
+    from curl_moco.io import checkpoint as checkpoint_module
+
+    path = save_checkpoint(tmp_path / "c.pt", {"step": 1}, kind="agent", config={})
+    before = path.read_bytes()
+    real_write = checkpoint_module._write_parts
+
+    def full_disk(f, parts):
+        f.write(b"x" * 1000)  # part of the file reaches the disk, then the device is full
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(checkpoint_module, "_write_parts", full_disk)
+    with pytest.raises(CheckpointWriteError, match=os.strerror(code)) as info:
+        save_checkpoint(path, {"step": 2}, kind="agent", config={})
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    assert path.read_bytes() == before  # previous checkpoint intact
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # temporary file removed
+    monkeypatch.setattr(checkpoint_module, "_write_parts", real_write)
+    assert load_checkpoint(save_checkpoint(path, {"step": 2}, kind="agent", config={})
+                           )["payload"]["step"] == 2
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1}, kind="agent", config={})
+    stale = [tmp_path / ".checkpoint.pt.k3j2x9.tmp", tmp_path / ".encoder.pt.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (tmp_path / "keep.tmp").write_text("not ours")
+    removed = remove_stale_temp_files(tmp_path, ("checkpoint.pt", "encoder.pt"))
+    assert sorted(removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "keep.tmp"]
+    assert remove_stale_temp_files(tmp_path / "missing") == []

@@ -164,3 +164,52 @@ def test_views_share_one_transform_across_stacked_frames():
     norm = EvalTransform(16, 3, normalize=True)(torch.full((1, 3, 20, 20), 255, dtype=torch.uint8))
     assert torch.allclose(norm[0, :, 0, 0], (1 - torch.tensor([0.485, 0.456, 0.406]))
                           / torch.tensor([0.229, 0.224, 0.225]))
+
+
+def test_every_pillow_mode_is_converted_or_refused_by_name(digits, tmp_path):
+    """16-bit grey is scaled (not clipped to white), palette / grey+alpha / CMYK / 1-bit are
+    converted; modes without a defined 8-bit meaning are refused naming the file and mode."""
+    from curl_moco.pretrain.data import UnsupportedImageError
+
+    source = np.asarray(Image.open(digits / "3" / "00000.png").convert("RGB"))
+    grey = np.asarray(Image.fromarray(source).convert("L"))
+    deep = (grey.astype(np.uint16) * 257).astype(">u2")  # the same picture at 16 bits
+    Image.frombytes("I;16B", (32, 32), deep.tobytes()).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I;16")
+    decoded = decode_image(tmp_path / "deep.png", 32)
+    assert np.abs(decoded[..., 0].astype(int) - grey).max() <= 1  # not 92 % white
+    base = Image.fromarray(source)
+    variants = {"palette.png": base.convert("P", palette=Image.Palette.ADAPTIVE),
+                "grey_alpha.png": base.convert("LA"),
+                "rgba.png": base.convert("RGBA"), "cmyk.tiff": base.convert("CMYK"),
+                "onebit.png": base.convert("1"), "ycbcr.tiff": base.convert("YCbCr")}
+    for name, image in variants.items():
+        image.save(tmp_path / name)
+        out = decode_image(tmp_path / name, 32)
+        assert out.shape == (32, 32, 3) and out.dtype == np.uint8, name
+        expected = np.asarray(Image.open(tmp_path / name).convert("RGB"))
+        assert np.array_equal(out, expected), name
+    assert np.array_equal(decode_image(tmp_path / "palette.png", 32), source)  # colours, not
+    assert np.array_equal(decode_image(tmp_path / "grey_alpha.png", 32), source)  # indices
+    Image.fromarray(grey.astype(np.float32) / 255.0, "F").save(tmp_path / "float.tif")
+    with pytest.raises(UnsupportedImageError, match="float.tif: image mode 'F'"):
+        decode_image(tmp_path / "float.tif", 32)
+
+
+def test_collect_frames_refuses_a_used_folder_unless_overwriting(tmp_path):
+    from experiments.collect_frames import cli, main
+
+    args = ["--out", str(tmp_path / "frames"), "--domains", "cartpole", "--frames-per-domain",
+            "2", "--episode-frames", "2", "--image-size", "16"]
+    main(args)
+    stray = tmp_path / "frames" / "cartpole" / "99999.png"
+    stray.write_bytes(b"old frame")
+    assert cli(args) == 2  # would mix old and new frames
+    assert stray.exists()
+    main(args + ["--overwrite"])
+    assert not stray.exists()
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["cartpole",
+                                                                        "manifest.json"]
+    (tmp_path / "frames" / ".collect_frames_incomplete").write_text("killed\n")
+    with pytest.raises(ValueError, match="incomplete frame data set"):
+        ImageFolderDataset(tmp_path / "frames", 16)

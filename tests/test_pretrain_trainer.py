@@ -148,3 +148,120 @@ def test_resume_after_sigkill_loses_nothing(digits, tmp_path):
                                                               tmp_path / "straight"))
     assert [(r["step"], r["loss"], r["knn_accuracy"]) for r in epochs] == [
         (r["step"], r["loss"], r["knn_accuracy"]) for r in ref_epochs]
+
+
+def test_ctrl_c_checkpoints_the_step_and_resumes_exactly(digits, tmp_path, monkeypatch):
+    import signal
+
+    import curl_moco.io.logger as logger_module
+    from curl_moco.io.interrupt import TrainingInterrupted
+
+    cfg = _cfg(digits, tmp_path / "stopped", epochs=2)
+    original = logger_module.Logger.log
+
+    def log_then_interrupt(self, group, step, metrics):
+        original(self, group, step, metrics)
+        if group == "train" and step == 7:  # Ctrl-C at the end of step 7 (mid epoch 2)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(logger_module.Logger, "log", log_then_interrupt)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg)
+    monkeypatch.undo()
+    assert info.value.exit_code == 130 and "at step 7 (epoch 1.40 of 2)" in str(info.value)
+    stopped = load_checkpoint(tmp_path / "stopped" / "checkpoint.pt")["payload"]
+    assert (stopped["step"], stopped["epoch"], stopped["step_in_epoch"]) == (7, 1, 2)
+    assert not (tmp_path / "stopped" / "encoder.pt").exists()  # exported only when finished
+    train(cfg)
+    train(replace(cfg, run_dir=str(tmp_path / "straight")))
+    resumed, straight = (load_checkpoint(tmp_path / name / "checkpoint.pt")["payload"]
+                         for name in ("stopped", "straight"))
+    assert resumed["step"] == straight["step"] == 10
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert [r["loss"] for r in read_csv(tmp_path / "stopped" / "train.csv")] == [
+        r["loss"] for r in read_csv(tmp_path / "straight" / "train.csv")]
+
+
+_DDP_STOPPER = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from curl_moco.pretrain import trainer as trainer_module
+from experiments import pretrain_moco
+
+original = trainer_module.PretrainRun.train_step
+def step_then_signal(self, images):
+    out = original(self, images)
+    if os.environ.get("STOP_RANK") == str(self.ctx.rank) and self.step == 1:
+        os.kill(os.getpid(), signal.SIGTERM)  # only this rank is told to stop, during step 2
+    return out
+trainer_module.PretrainRun.train_step = step_then_signal
+sys.exit(pretrain_moco.cli(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_rank_stops_all_ranks_after_the_same_step(digits, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(_DDP_STOPPER)
+    run_dir = tmp_path / "ddp"
+    argv = ["--data", str(digits), "--run-dir", str(run_dir), "--arch", "pixel", "--load-size",
+            "32", "--crop-size", "28", "--feature-dim", "16", "--pixel-layers", "2",
+            "--pixel-filters", "8", "--dim", "16", "--queue-size", "32", "--batch-size", "16",
+            "--epochs", "1", "--val-fraction", "0.2", "--num-workers", "0", "--no-tensorboard",
+            "--no-progress", "--device", "cpu", "--knn-k", "5", "--log-every-steps", "1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+              "2"]
+    proc = subprocess.run([*launch, str(driver), *argv], cwd=REPO, env=dict(env, STOP_RANK="1"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    message = "interrupted by SIGTERM at step 2 (epoch 0.40 of 1)"  # printed once, by rank 0
+    assert proc.stderr.count(message) == 1, proc.stderr[-3000:]
+    assert "resume with: torchrun --nproc_per_node 2 -m experiments.pretrain_moco --config" \
+        in proc.stderr
+    assert "exitcode  : 143" in proc.stderr  # both ranks: 128 + SIGTERM
+    assert f'File "{REPO}' not in proc.stderr  # no traceback through this project's code
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt", kind="moco")
+    assert ckpt["payload"]["step"] == 2 and len(ckpt["payload"]["ranks"]) == 2
+    done = subprocess.run([*launch, str(driver), *argv], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"] == 5
+    assert [int(r["step"]) for r in read_csv(run_dir / "train.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_sigterm_to_the_process_group_with_loader_workers(digits, tmp_path):
+    """torchrun stops a worker by sending SIGTERM to its whole process group, data loader
+    workers included: they ignore it, so the main process can finish its step and save."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    cfg = _cfg(digits, run_dir, num_workers=2)
+    argv = [sys.executable, "-m", "experiments.pretrain_moco", "--config", str(tmp_path / "c.json")]
+    (tmp_path / "c.json").write_text(json.dumps(asdict(cfg)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    csv_path, deadline, sent = run_dir / "train.csv", time.time() + 120, False
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if csv_path.is_file() and len(read_csv(csv_path)) >= 3:
+                os.killpg(proc.pid, signal.SIGTERM)
+                sent = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and not sent:
+            proc.kill()
+        err = proc.communicate(timeout=120)[1]
+    assert sent, err[-2000:]
+    assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
+    stopped = load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"]
+    assert f"interrupted by SIGTERM at step {stopped} (epoch " in err
+    assert "resume with: python -m experiments.pretrain_moco --config" in err
+    train(cfg)
+    assert load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"] == 15
+    assert [int(r["step"]) for r in read_csv(csv_path)] == list(range(1, 16))

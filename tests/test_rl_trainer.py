@@ -1,5 +1,6 @@
 """CURL-SAC trainer and command line: validation, a tiny end-to-end run, determinism, resume
-(in-process stop and a real SIGKILL), refused checkpoints, pretrained encoder initialisation."""
+(in-process stop, a real SIGKILL, Ctrl-C and SIGTERM mid-episode and during an evaluation),
+refused checkpoints, stale temporary files, pretrained encoder initialisation."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from curl_moco.contrastive.encoders import PixelEncoder
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint
 from curl_moco.io.config import parse_config
 from curl_moco.io.encoder_export import save_encoder_state
+from curl_moco.io.interrupt import TrainingInterrupted
 from curl_moco.io.logger import read_csv
 from curl_moco.io.video import count_video_frames
 from curl_moco.rl.config import CurlSacConfig
@@ -257,6 +259,143 @@ def test_sigkill_then_same_command_resumes_without_lost_or_duplicated_rows(
     assert rows(csv_path) == rows(reference / "train.csv")  # rows after 320 not duplicated
     assert rows(tmp_path / "eval.csv") == rows(reference / "eval.csv")
     assert_same_parameters(tmp_path, reference)
+
+
+def test_ctrl_c_writes_a_checkpoint_and_the_printed_command_resumes_exactly(
+        reference: Path, tmp_path: Path) -> None:
+    """A real SIGINT to a training process: exit 130, no traceback, a checkpoint at the step
+    where it stopped (mid-episode), and the printed command finishes the run as if never
+    interrupted."""
+    argv = [sys.executable, "-m", "experiments.train_dmc",
+            *argv_of({**TINY, "run_dir": str(tmp_path)})]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    csv_path, deadline, sent = tmp_path / "train.csv", time.time() + 240, False
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            steps = [int(r["step"]) for r in read_csv(csv_path)] if csv_path.is_file() else []
+            if steps and 320 < max(steps) < 560:  # after the first checkpoint and evaluation
+                proc.send_signal(signal.SIGINT)
+                sent = True
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None and not sent:
+            proc.kill()
+        out, err = proc.communicate(timeout=120)
+    assert sent, f"run ended before it could be interrupted:\n{err[-2000:]}"
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    message = [line for line in err.splitlines() if line.startswith("interrupted by SIGINT")]
+    assert len(message) == 1, err[-2000:]
+    stopped_at = int(message[0].split(" at ")[1].split()[0])
+    state = load_checkpoint(tmp_path / "checkpoint.pt")["payload"]["trainer"]
+    assert state["env_steps"] == stopped_at and 320 < stopped_at < 640
+    assert stopped_at > max(int(r["step"]) for r in read_csv(csv_path)) - 80
+    resume = err.split("resume with: ")[1].strip()
+    assert resume == f"python -m experiments.train_dmc --config {tmp_path / 'config.json'}"
+
+    done = subprocess.run([sys.executable, *resume.split()[1:]], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resumed at {stopped_at}" in done.stdout
+    assert rows(csv_path) == rows(reference / "train.csv")
+    assert rows(tmp_path / "eval.csv") == rows(reference / "eval.csv")
+    assert_same_parameters(tmp_path, reference)
+
+
+def _signal_on_call(obj, name: str, call: int, signum: int, monkeypatch) -> None:
+    """Make ``obj.name`` send ``signum`` to this process right after its ``call``-th call."""
+    original, calls = getattr(obj, name), [0]
+
+    def wrapper(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == call:
+            os.kill(os.getpid(), signum)
+        return out
+
+    monkeypatch.setattr(obj, name, wrapper)
+
+
+def test_sigterm_mid_episode_and_ctrl_c_during_evaluation_resume_exactly(
+        reference: Path, tmp_path: Path, monkeypatch) -> None:
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    # 1) Ctrl-C during the evaluation at 320: that evaluation is abandoned, a checkpoint is
+    #    written at the episode end, and the resumed run evaluates (and checkpoints) first.
+    first = Trainer(tiny(tmp_path))
+    first.setup()
+    _signal_on_call(first.eval_env, "step", 3, signal.SIGINT, monkeypatch)
+    with pytest.raises(TrainingInterrupted) as info:
+        first.run()
+    first.close()
+    assert info.value.exit_code == 130 and info.value.checkpoint == tmp_path / "checkpoint.pt"
+    state = load_checkpoint(tmp_path / "checkpoint.pt")["payload"]["trainer"]
+    assert (state["env_steps"], state["pending_periodic"], state["num_evals"]) == (320, True, 0)
+    assert not (tmp_path / "eval.csv").exists()
+    # 2) SIGTERM in the middle of the 7th episode (5 agent steps into it).
+    second = Trainer(tiny(tmp_path))
+    second.setup()
+    _signal_on_call(second.env, "step", 25, signal.SIGTERM, monkeypatch)
+    with pytest.raises(TrainingInterrupted) as info:
+        second.run()
+    second.close()
+    assert info.value.exit_code == 143
+    state = load_checkpoint(tmp_path / "checkpoint.pt")["payload"]["trainer"]
+    assert state["env_steps"] == 520 and state["episode"] == 6
+    assert state["episode_in_progress"]["actions"].shape == (5, 1)
+    # 3) The same command again: replays the 5 actions, then continues as if never stopped.
+    monkeypatch.undo()
+    result = train(tiny(tmp_path))
+    assert result.resumed_from == 520 and result.env_steps == 640
+    assert rows(tmp_path / "train.csv") == rows(reference / "train.csv")
+    assert rows(tmp_path / "eval.csv") == rows(reference / "eval.csv")
+    assert_same_parameters(tmp_path, reference)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == previous
+
+
+def test_copied_run_dir_reports_its_own_video_and_stale_temp_files_are_removed(
+        reference: Path, tmp_path: Path, caplog) -> None:
+    copy = tmp_path / "copied"
+    shutil.copytree(reference, copy)
+    stale = copy / ".checkpoint.pt.x7f3k2.tmp"
+    stale.write_bytes(b"\0" * 4096)  # left by a run killed while saving
+    trainer = Trainer(tiny(copy))
+    try:
+        with caplog.at_level("INFO", logger="curl_moco"):
+            trainer.setup()
+        assert trainer.last_eval.video == copy / "videos" / "eval_640.mp4"
+        assert trainer.last_eval.video.is_file()
+    finally:
+        trainer.close()
+    assert not stale.exists() and "interrupted checkpoint write" in caplog.text
+    saved = load_checkpoint(reference / "checkpoint.pt")["payload"]["trainer"]["last_eval"]
+    assert saved["video_file"] == "videos/eval_640.mp4"  # relative to the run folder
+
+
+def test_disk_full_at_checkpoint_time_is_one_line_and_keeps_the_previous(
+        reference: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+
+    from curl_moco.io import checkpoint as checkpoint_module
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    before = (run_dir / "checkpoint.pt").read_bytes()
+
+    def full_disk(f, parts):
+        f.write(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint_module, "_write_parts", full_disk)
+    code = main(argv_of({**TINY, "run_dir": str(run_dir), "steps": 720}))  # resume, then save
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"error: could not write checkpoint {run_dir / 'checkpoint.pt'}: No space left on " \
+           "device; free disk space" in err
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    assert not list(run_dir.glob(".checkpoint.pt*.tmp"))
 
 
 # ---------------------------------------------------------------- refused run dirs / checkpoints

@@ -1,15 +1,23 @@
 """Versioned, validated, atomically written checkpoints.
 
-File layout (little-endian)::
+File layout (little-endian), format version 2::
 
-    b"CMCKPT\\x00\\x01"                 8-byte magic
+    b"CMCKPT\\x00\\x02"                 8-byte magic (the last byte is the format version)
     header length                      8 bytes, unsigned
+    header SHA-256                     32 bytes, digest of the header bytes
     header                             UTF-8 JSON: version, kind, config, sha256, payload_bytes
     payload                            ``torch.save`` bytes of a dict
 
 The payload must hold only tensors and Python primitives (dict/list/tuple/str/int/float/bool/None):
 it is read back with ``torch.load(weights_only=True)``, so a checkpoint cannot run code on load.
-The SHA-256 in the header catches corrupt and truncated files before anything is unpickled.
+The header's own digest and the payload's SHA-256 (in the header) catch corrupt and truncated
+files before anything is parsed or unpickled: a flipped bit anywhere is reported as corruption.
+Version 1 files (no header digest) are still read.
+
+Writes go to a temporary ``.<name>.<random>.tmp`` in the same folder, then are renamed; a write
+that fails (disk full, read-only) removes the temporary file, keeps the previous checkpoint and
+raises :class:`CheckpointWriteError`. :func:`remove_stale_temp_files` clears temporary files left
+by a process killed while writing.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import struct
 import tempfile
@@ -27,14 +36,26 @@ from typing import Any
 
 import torch
 
-MAGIC = b"CMCKPT\x00\x01"
-FORMAT_VERSION = 1
+from curl_moco.io.errors import UsageError, os_error_message
+
+log = logging.getLogger("curl_moco")
+
+MAGIC_V1 = b"CMCKPT\x00\x01"
+MAGIC = b"CMCKPT\x00\x02"
+FORMAT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.pt"
 _LENGTH = struct.Struct("<Q")
+_DIGEST_BYTES = 32
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt, truncated, of another kind or made for another run."""
+class CheckpointError(UsageError, RuntimeError):
+    """A checkpoint that is missing, corrupt, truncated, of another kind or made for another run
+    (a :class:`UsageError`: the entry points report it on one line)."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, read-only, permissions); the previous
+    checkpoint is intact and no temporary file is left behind."""
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: str,
@@ -42,10 +63,11 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
     """Write ``payload`` atomically: a temporary file in the same folder, fsync, then rename.
 
     A reader (or a run killed half-way through saving) therefore sees either the previous
-    complete checkpoint or the new complete one, never a partial file.
+    complete checkpoint or the new complete one, never a partial file. The file gets the normal
+    mode of new files (``0o666`` minus the umask). Raises :class:`CheckpointWriteError` when the
+    disk is full or the folder is not writable.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getbuffer()
@@ -58,21 +80,56 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
         "created_unix_s": time.time(),
         "torch": torch.__version__,
     }, default=str).encode()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp_name = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(MAGIC)
-            f.write(_LENGTH.pack(len(header)))
-            f.write(header)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            _write_parts(f, [MAGIC, _LENGTH.pack(len(header)), hashlib.sha256(header).digest(),
+                             header, data])
         os.replace(tmp_name, path)
+    except OSError as error:
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
+        raise CheckpointWriteError(
+            f"could not write checkpoint {path}: {os_error_message(error)}; the previous "
+            "checkpoint (if any) is intact") from error
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _write_parts(f, parts: Iterable[bytes | memoryview]) -> None:
+    """Write ``parts`` to the open file ``f`` and force them to disk (fsync)."""
+    for part in parts:
+        f.write(part)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def remove_stale_temp_files(folder: str | os.PathLike,
+                            names: Iterable[str] = (CHECKPOINT_NAME,)) -> list[Path]:
+    """Delete ``.<name>*.tmp`` files in ``folder`` left by a process killed while writing
+    ``name``; returns the files removed. Call before a run writes to ``folder``."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for name in names:
+        for tmp in folder.glob(f".{name}*.tmp"):
+            try:
+                size = tmp.stat().st_size
+                tmp.unlink()
+            except FileNotFoundError:
+                continue
+            log.info("removed %s (%.1f MB), left by an interrupted checkpoint write", tmp,
+                     size / 2**20)
+            removed.append(tmp)
+    return removed
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -128,6 +185,9 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 def _existing(path: str | os.PathLike) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; give the checkpoint file inside "
+                              f"it (e.g. {path / CHECKPOINT_NAME})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     return path
@@ -135,24 +195,44 @@ def _existing(path: str | os.PathLike) -> Path:
 
 def _read_header(f, path: Path) -> dict[str, Any]:
     magic = f.read(len(MAGIC))
-    if magic != MAGIC:
+    if magic not in (MAGIC, MAGIC_V1):
         raise CheckpointError(f"{path} is not a curl_moco checkpoint (bad magic bytes)")
     raw_length = f.read(_LENGTH.size)
     if len(raw_length) != _LENGTH.size:
         raise CheckpointError(f"{path} is truncated: header length missing")
     (length,) = _LENGTH.unpack(raw_length)
+    digest = f.read(_DIGEST_BYTES) if magic == MAGIC else None
+    if digest is not None and len(digest) != _DIGEST_BYTES:
+        raise CheckpointError(f"{path} is truncated: header checksum missing")
+    if length > max(0, _file_size(f) - f.tell()):
+        raise CheckpointError(f"{path} is corrupt or truncated: header length {length} exceeds "
+                              "the file")
     raw_header = f.read(length)
     if len(raw_header) != length:
         raise CheckpointError(f"{path} is truncated: header incomplete")
+    if digest is not None and hashlib.sha256(raw_header).digest() != digest:
+        raise CheckpointError(f"{path} is corrupt: header checksum does not match")
     try:
         header = json.loads(raw_header)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is corrupt: header is not valid JSON ({error})") from error
-    if header.get("version") != FORMAT_VERSION:
+    expected = FORMAT_VERSION if magic == MAGIC else 1
+    if not isinstance(header, dict) or header.get("version") != expected:
+        version = header.get("version") if isinstance(header, dict) else None
         raise CheckpointError(
-            f"{path} has checkpoint format version {header.get('version')!r}; "
-            f"this code reads version {FORMAT_VERSION}")
+            f"{path} has checkpoint format version {version!r}; this code reads versions 1 "
+            f"and {FORMAT_VERSION}")
     return header
+
+
+def _file_size(f) -> int:
+    return os.fstat(f.fileno()).st_size
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _normalise(value: Any) -> Any:

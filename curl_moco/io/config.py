@@ -1,7 +1,9 @@
 """Command lines from config dataclasses: one flag per field, named presets, saved as JSON.
 
 Resolution order: dataclass defaults < ``--config FILE.json`` (a saved ``config.json``) <
-``--preset NAME`` < flags given explicitly on the command line.
+``--preset NAME`` < flags given explicitly on the command line; the entry point's default preset
+applies only without ``--config``. A bad flag, preset or config file
+raises :class:`~curl_moco.io.errors.UsageError` naming it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+
+from curl_moco.io.errors import ArgumentParser, MissingPathError, UnknownNameError, UsageError
 
 T = TypeVar("T")
 
@@ -40,7 +44,7 @@ def save_config(cfg: Any, path: str | os.PathLike) -> Path:
 def build_parser(cls: type, presets: dict[str, dict[str, Any]] | None = None,
                  description: str = "") -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with ``--kebab-case`` flags for every field of dataclass ``cls``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", dest="_config_file", metavar="FILE.json",
@@ -77,8 +81,9 @@ def parse_config(cls: type[T], argv: list[str] | None = None,
     values: dict[str, Any] = {}
     config_file = args.pop("_config_file", None)
     if config_file is not None:
-        values.update(_known_fields(cls, json.loads(Path(config_file).read_text()), config_file))
-    preset_name = args.pop("_preset", default_preset)
+        values.update(read_config_file(cls, config_file))
+    # A config file is a complete configuration: the default preset does not apply over it.
+    preset_name = args.pop("_preset", None if config_file is not None else default_preset)
     if preset_name is not None:
         values.update(resolve_preset(presets or {}, preset_name, cls))
     values.update(args)
@@ -92,16 +97,71 @@ def parse_config(cls: type[T], argv: list[str] | None = None,
 def resolve_preset(presets: dict[str, dict[str, Any]], name: str, cls: type) -> dict[str, Any]:
     """The overrides of preset ``name``; unknown names list the valid ones."""
     if name not in presets:
-        raise KeyError(f"unknown preset={name!r}; valid presets: {', '.join(sorted(presets))}")
+        raise UnknownNameError(
+            f"unknown preset={name!r}; valid presets: {', '.join(sorted(presets))}")
     return _known_fields(cls, presets[name], f"preset {name!r}")
+
+
+def read_config_file(cls: type, path: str | os.PathLike) -> dict[str, Any]:
+    """The fields set by a JSON config file (e.g. a run's saved ``config.json``), checked: the
+    file exists and is readable, holds one JSON object, and sets known fields of ``cls`` to
+    values of their types."""
+    path = Path(path)
+    if not path.exists():
+        raise MissingPathError(f"config={str(path)!r} does not exist")
+    if not path.is_file():
+        raise UsageError(f"config={str(path)!r} is not a file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"config={str(path)!r} cannot be read: {error}") from error
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"config={str(path)!r} is not valid JSON: {error.msg} at line "
+                         f"{error.lineno} column {error.colno}") from error
+    if not isinstance(values, dict):
+        raise UsageError(f"config={str(path)!r} must hold a JSON object of settings "
+                         f"{{\"name\": value, ...}}, not a {type(values).__name__}")
+    values = _known_fields(cls, values, f"config={str(path)!r}")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if not _fits(value, hints[name]):
+            raise UsageError(f"config={str(path)!r} sets {name}={value!r}, which is not of "
+                             f"type {_type_name(hints[name])}")
+    return values
 
 
 def _known_fields(cls: type, values: dict[str, Any], source: str) -> dict[str, Any]:
     names = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise KeyError(f"{source} sets unknown config field(s): {', '.join(unknown)}")
+        raise UnknownNameError(f"{source} sets unknown config field(s): {', '.join(unknown)}")
     return dict(values)
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Whether a JSON value fits a field annotation (int for float is fine, bool for int not)."""
+    base, optional = _unwrap_optional(annotation)
+    if value is None:
+        return optional
+    origin = typing.get_origin(base)
+    if origin in (list, tuple):
+        (item,) = set(typing.get_args(base)) - {Ellipsis}
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if base is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base) if isinstance(base, type) else True
+
+
+def _type_name(annotation: Any) -> str:
+    base, optional = _unwrap_optional(annotation)
+    name = getattr(base, "__name__", str(base))
+    if typing.get_origin(base) in (list, tuple):
+        name = f"list of {typing.get_args(base)[0].__name__}"
+    return f"{name} or null" if optional else name
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:

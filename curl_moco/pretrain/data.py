@@ -1,7 +1,7 @@
 """Image-folder data for MoCo: CPU workers decode, the device augments.
 
-Layout: ``root/<class>/<image>.{jpg,jpeg,png,bmp,ppm,webp}`` (ImageNet style); class index =
-position of the folder name in sorted order. Workers decode each image to a fixed-size
+Layout: ``root/<class>/<image>.{jpg,jpeg,png,bmp,ppm,webp,tif,tiff}`` (ImageNet style); class
+index = position of the folder name in sorted order. Workers decode each image to a fixed-size
 ``(3, S, S)`` uint8 tensor (shorter side resized to ``S``, centre crop), so batches collate
 without padding and stay uint8 until they reach the device, where the random augmentation of
 both views runs batched (:mod:`curl_moco.contrastive.augment`).
@@ -14,13 +14,17 @@ stacked along channels ``(3k, S, S)`` (the first frame of an episode is repeated
 
 Unreadable images (truncated or corrupt files) are skipped: the item is replaced by the next
 readable one, the path is logged, and the item reports how many files it skipped so the trainer
-can count them in its logs.
+can count them in its logs. Every Pillow mode with a defined 8-bit RGB meaning is converted
+(palette, grey, grey+alpha, RGBA, CMYK, YCbCr, 1-bit; 16-bit grey is scaled, not clipped); modes
+without one (32-bit integer or float, LAB, HSV) are refused by name, at start-up when the first
+image of a class has such a mode.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -30,11 +34,25 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from curl_moco.io.errors import MissingPathError, UsageError
+
 log = logging.getLogger("curl_moco")
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif",
+                                     ".tiff")
 FRAMES_META = "frames.npz"
+#: Marker ``experiments.collect_frames`` keeps in a frame folder until it has finished writing.
+INCOMPLETE_MARKER = ".collect_frames_incomplete"
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+#: Pillow modes that ``Image.convert("RGB")`` maps correctly (alpha is dropped).
+RGB_CONVERTIBLE_MODES = frozenset({"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "LA", "La", "PA",
+                                   "CMYK", "YCbCr"})
+#: 16-bit grey modes: scaled to 8 bits (``convert("RGB")`` would clip them to white).
+SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+class UnsupportedImageError(UsageError):
+    """An image whose Pillow mode has no defined 8-bit RGB meaning."""
 
 
 class Sample(NamedTuple):
@@ -54,7 +72,7 @@ def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
     file is unreadable."""
     with Image.open(path) as img:
         img.load()
-        img = img.convert("RGB")
+        img = to_rgb(img, path)
         w, h = img.size
         if (w, h) != (size, size):
             scale = size / min(w, h)
@@ -65,25 +83,62 @@ def decode_image(path: str | os.PathLike, size: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8).copy()
 
 
+def to_rgb(img: Image.Image, path: str | os.PathLike = "image") -> Image.Image:
+    """``img`` as an 8-bit RGB image; raises :class:`UnsupportedImageError` naming the mode."""
+    if img.mode in SIXTEEN_BIT_MODES:
+        grey = np.rint(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if img.mode in RGB_CONVERTIBLE_MODES:
+        return img.convert("RGB")
+    raise UnsupportedImageError(
+        f"{path}: image mode {img.mode!r} has no defined 8-bit RGB meaning (supported: "
+        f"{', '.join(sorted(RGB_CONVERTIBLE_MODES | SIXTEEN_BIT_MODES))}); convert the data set "
+        "to 8-bit RGB or grey images")
+
+
+def check_image_modes(samples: Sequence[tuple[Path, int]], setting: str = "data") -> None:
+    """Read the header of the first image of every class and refuse an unsupported mode (cheap:
+    no pixels are decoded). Unreadable files are left to the per-item skipping."""
+    seen: set[int] = set()
+    for path, label in samples:
+        if label in seen:
+            continue
+        seen.add(label)
+        try:
+            with Image.open(path) as img:
+                mode = img.mode
+        except _DECODE_ERRORS:
+            continue
+        if mode not in RGB_CONVERTIBLE_MODES and mode not in SIXTEEN_BIT_MODES:
+            raise UnsupportedImageError(
+                f"{setting}: {path} has image mode {mode!r}, which has no defined 8-bit RGB "
+                f"meaning (supported: {', '.join(sorted(RGB_CONVERTIBLE_MODES))}, 16-bit "
+                "grey); convert the data set to 8-bit RGB or grey images")
+
+
 def scan_image_folder(root: str | os.PathLike, setting: str = "data"
                       ) -> tuple[list[str], list[tuple[Path, int]]]:
     """Classes (sorted sub-folder names) and ``(path, class_index)`` of every image file.
 
-    Raises ``FileNotFoundError`` if ``root`` is missing and ``ValueError`` (naming ``setting``)
-    if it is not a folder, cannot be listed, has no class folders or no image files.
+    Raises :class:`MissingPathError` (a ``FileNotFoundError``) if ``root`` is missing and
+    :class:`UsageError` (naming ``setting``) if it is not a folder, cannot be listed, has no
+    class folders or no image files.
     """
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"{setting}={str(root)!r} does not exist")
+        raise MissingPathError(f"{setting}={str(root)!r} does not exist")
     if not root.is_dir():
-        raise ValueError(f"{setting}={str(root)!r} is not a folder")
+        raise UsageError(f"{setting}={str(root)!r} is not a folder")
+    if (root / INCOMPLETE_MARKER).exists():
+        raise UsageError(f"{setting}={str(root)!r} is an incomplete frame data set (collect_frames "
+                         "was interrupted): run it again with --overwrite")
     try:
         classes = sorted(p.name for p in root.iterdir()
                          if p.is_dir() and not p.name.startswith("."))
     except OSError as error:
-        raise ValueError(f"{setting}={str(root)!r} cannot be read: {error}") from error
+        raise UsageError(f"{setting}={str(root)!r} cannot be read: {error}") from error
     if not classes:
-        raise ValueError(
+        raise UsageError(
             f"{setting}={str(root)!r} has no class folders: expected root/<class>/<image> "
             f"with extensions {', '.join(IMAGE_EXTENSIONS)}")
     samples: list[tuple[Path, int]] = []
@@ -92,11 +147,11 @@ def scan_image_folder(root: str | os.PathLike, setting: str = "data"
             files = sorted(p for p in (root / name).iterdir()
                            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         except OSError as error:
-            raise ValueError(f"{setting}: class folder {root / name} cannot be read: {error}"
+            raise UsageError(f"{setting}: class folder {root / name} cannot be read: {error}"
                              ) from error
         samples += [(p, label) for p in files]
     if not samples:
-        raise ValueError(
+        raise UsageError(
             f"{setting}={str(root)!r} has class folders ({', '.join(classes[:5])}...) but no "
             f"image files with extensions {', '.join(IMAGE_EXTENSIONS)}")
     return classes, samples
@@ -112,17 +167,18 @@ class ImageFolderDataset(Dataset):
     def __init__(self, root: str | os.PathLike, size: int, *, frame_stack: int = 1,
                  setting: str = "data") -> None:
         if size < 1:
-            raise ValueError(f"load_size={size} must be >= 1")
+            raise UsageError(f"load_size={size} must be >= 1")
         if frame_stack < 1:
-            raise ValueError(f"frame_stack={frame_stack} must be >= 1")
+            raise UsageError(f"frame_stack={frame_stack} must be >= 1")
         self.root = Path(root)
         self.size = size
         self.frame_stack = frame_stack
         self.classes, self.samples = scan_image_folder(root, setting)
+        check_image_modes(self.samples, setting)
         self.labels = np.array([label for _, label in self.samples], dtype=np.int64)
         self.meta = _load_frame_meta(self.root, self.classes, self.samples)
         if frame_stack > 1 and self.meta is None:
-            raise ValueError(
+            raise UsageError(
                 f"frame_stack={frame_stack} needs {FRAMES_META} (episode/step indices) in every "
                 f"class folder of {self.root}; write the data set with experiments.collect_frames "
                 "or use frame_stack=1")
@@ -162,14 +218,14 @@ class ImageFolderDataset(Dataset):
                 if path not in self._warned:  # once per file and process
                     self._warned.add(path)
                     log.warning("skipping unreadable image %s: %s", path, error)
-        raise ValueError(f"data={str(self.root)!r}: none of the {n} images could be decoded")
+        raise UsageError(f"data={str(self.root)!r}: none of the {n} images could be decoded")
 
     def states(self, key: str = "state") -> np.ndarray:
         """Per-item regression targets from ``frames.npz`` (``"state"``: physics state,
         ``"internal_state"``: the task's proprioceptive observation), as an object array of
         float64 vectors (state sizes differ between domains)."""
         if self.meta is None or key not in self.meta:
-            raise ValueError(f"target={key!r} is not available: {self.root} has no {FRAMES_META} "
+            raise UsageError(f"target={key!r} is not available: {self.root} has no {FRAMES_META} "
                              f"with {key!r} (only DMC frame folders have states)")
         return self.meta[key]
 
@@ -183,20 +239,26 @@ def _load_frame_meta(root: Path, classes: Sequence[str], samples: Sequence[tuple
         return None
     if not all(present):
         missing = [name for name, ok in zip(classes, present) if not ok]
-        raise ValueError(f"data={str(root)!r}: {FRAMES_META} is missing in {missing}")
+        raise UsageError(f"data={str(root)!r}: {FRAMES_META} is missing in {missing}")
     episode = np.zeros(len(samples), dtype=np.int64)
     step = np.zeros(len(samples), dtype=np.int64)
     columns: dict[str, list] = {"state": [None] * len(samples),
                                 "internal_state": [None] * len(samples)}
     position = {(label, path.name): i for i, (path, label) in enumerate(samples)}
     for label, name in enumerate(classes):
-        with np.load(root / name / FRAMES_META, allow_pickle=False) as meta:
-            files = [str(f) for f in meta["files"]]
-            data = {key: meta[key] for key in meta.files}
+        path = root / name / FRAMES_META
+        try:
+            with np.load(path, allow_pickle=False) as meta:
+                files = [str(f) for f in meta["files"]]
+                data = {key: meta[key] for key in meta.files}
+            data["episode"], data["step"]  # noqa: B018 - required columns
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise UsageError(f"{path} cannot be read as a frame index ({error}); write the data "
+                             "set again with experiments.collect_frames") from error
         for row, fname in enumerate(files):
             i = position.get((label, fname))
             if i is None:
-                raise ValueError(f"{root / name / FRAMES_META} lists {fname}, which is not in "
+                raise UsageError(f"{root / name / FRAMES_META} lists {fname}, which is not in "
                                  "the folder")
             episode[i], step[i] = data["episode"][row], data["step"][row]
             for key in columns:
@@ -204,7 +266,7 @@ def _load_frame_meta(root: Path, classes: Sequence[str], samples: Sequence[tuple
                     columns[key][i] = np.asarray(data[key][row], dtype=np.float64)
         listed = sum(1 for _, lab in samples if lab == label)
         if listed != len(files):
-            raise ValueError(f"{root / name}: {listed} images but {FRAMES_META} lists {len(files)}")
+            raise UsageError(f"{root / name}: {listed} images but {FRAMES_META} lists {len(files)}")
     meta_out: dict[str, np.ndarray] = {"episode": episode, "step": step}
     for key, values in columns.items():
         if all(v is not None for v in values):
@@ -243,7 +305,7 @@ def split_indices(dataset: ImageFolderDataset, val_fraction: float, seed: int
     a near-duplicate neighbour in the training split. Returns sorted ``(train, val)`` indices.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1)")
+        raise UsageError(f"val_fraction={val_fraction} must be in [0, 1)")
     rng = np.random.default_rng(seed)
     n = len(dataset)
     groups = (dataset.labels * (1 << 32) + dataset.meta["episode"] if dataset.meta is not None

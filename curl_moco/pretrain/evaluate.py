@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint, read_header
+from curl_moco.io.checks import (
+    check_input_file,
+    check_non_negative,
+    check_number,
+    check_output_file,
+    check_positive,
+    check_seed,
+)
 from curl_moco.io.encoder_export import ENCODER_KIND, load_encoder_state
+from curl_moco.io.errors import UsageError, usage_errors
+from curl_moco.io.interrupt import ignore_interrupts_in_worker
 from curl_moco.pretrain.config import LinearEvalConfig
 from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
 from curl_moco.pretrain.export import arch_config, build_backbone
@@ -47,7 +58,8 @@ def extract_features(backbone: nn.Module, dataset: ImageFolderDataset,
     """Backbone features of ``dataset[indices]``: ``(N, D)`` float32 and labels ``(N,)``, on the
     CPU, in the order of ``indices``. The backbone's train/eval mode is restored afterwards."""
     loader = DataLoader(Subset(dataset, list(map(int, indices))), batch_size=batch_size,
-                        shuffle=False, num_workers=num_workers, collate_fn=collate_samples)
+                        shuffle=False, num_workers=num_workers, collate_fn=collate_samples,
+                        worker_init_fn=ignore_interrupts_in_worker)
     was_training = backbone.training
     backbone.eval()
     feats, labels = [], []
@@ -220,6 +232,33 @@ def state_r2_by_class(train_x: torch.Tensor, train_y: torch.Tensor, train_target
 
 
 # ---------------------------------------------------------------- the linear_eval entry point
+def check_linear_eval_config(cfg: LinearEvalConfig) -> None:
+    """Start-up checks of every setting, before any file is read beyond its existence: raise
+    :class:`UsageError` naming the setting."""
+    if not cfg.checkpoint and not (cfg.random_init and cfg.arch):
+        raise UsageError("checkpoint is required (or --random-init --arch NAME)")
+    if cfg.checkpoint:
+        check_input_file("checkpoint", cfg.checkpoint)
+    check_positive(cfg, "knn_k", "knn_temperature", "probe_epochs", "probe_lr", "batch_size",
+                   "frame_stack", "load_size", "crop_size", "feature_dim")
+    check_non_negative(cfg, "probe_weight_decay", "num_workers")
+    check_seed("seed", cfg.seed)
+    check_number("val_fraction", cfg.val_fraction, high=1.0, high_inclusive=False)
+    if not cfg.ridge_alphas:
+        raise UsageError("ridge_alphas must not be empty")
+    for alpha in cfg.ridge_alphas:
+        check_number("ridge_alphas", alpha, low=0.0, low_inclusive=False)
+    if cfg.crop_size > cfg.load_size:
+        raise UsageError(f"crop_size={cfg.crop_size} is larger than load_size={cfg.load_size}")
+    for name in ("data", "val_data"):
+        value = getattr(cfg, name)
+        if value and not Path(value).is_dir():
+            raise UsageError(f"{name}={value!r} "
+                             f"{'is not a folder' if Path(value).exists() else 'does not exist'}")
+    if cfg.json_out:
+        check_output_file("json_out", cfg.json_out)
+
+
 def load_backbone_for_eval(cfg: LinearEvalConfig) -> tuple[nn.Module, dict[str, Any], dict]:
     """Backbone (pretrained, or randomly initialised with ``random_init``), its architecture
     dict, and the data settings of the run that made it (``data``, ``load_size``,
@@ -244,7 +283,7 @@ def load_backbone_for_eval(cfg: LinearEvalConfig) -> tuple[nn.Module, dict[str, 
                             "small_input": cfg.small_input, "patch_size": cfg.patch_size})
         source = {"load_size": cfg.load_size}
     else:
-        raise ValueError("checkpoint is required (or --random-init --arch NAME)")
+        raise UsageError("checkpoint is required (or --random-init --arch NAME)")
     torch.manual_seed(cfg.seed)
     backbone = build_backbone(arch)
     if not cfg.random_init:
@@ -273,17 +312,23 @@ def run_linear_eval(cfg: LinearEvalConfig) -> dict[str, Any]:
         epochs=cfg.lincls_epochs, lr=cfg.lincls_lr, batch_size=cfg.lincls_batch_size,
         schedule=cfg.lincls_schedule, momentum=cfg.lincls_momentum,
         weight_decay=cfg.lincls_weight_decay, num_workers=cfg.num_workers, seed=cfg.seed)
-    if cfg.protocol in ("linear", "all"):
-        settings.check()
+    with usage_errors():  # these only check settings: their errors are the user's
+        check_linear_eval_config(cfg)
+        if cfg.protocol in ("linear", "all"):
+            settings.check()
     device = resolve_device(cfg.device)
     backbone, arch, source = load_backbone_for_eval(cfg)
     backbone.to(device)
     data = cfg.data or source.get("data") or ""
     if not data:
-        raise ValueError("data is required: pass --data DIR")
+        raise UsageError("data is required: pass --data DIR")
     load_size = int(source.get("load_size") or cfg.load_size)
     frames = arch["in_channels"] // 3
     dataset = ImageFolderDataset(data, load_size, frame_stack=frames)
+    if len(dataset.classes) < 2:
+        raise UsageError(f"data={str(data)!r} has a single class folder "
+                         f"({dataset.classes[0]!r}): kNN and linear-probe accuracy need at least "
+                         "two classes")
     val_data = cfg.val_data or (source.get("val_data") if not cfg.data else "") or ""
     if val_data:
         val_set = ImageFolderDataset(val_data, load_size, frame_stack=frames, setting="val_data")
@@ -294,7 +339,10 @@ def run_linear_eval(cfg: LinearEvalConfig) -> dict[str, Any]:
         val_set = dataset
         train_idx, val_idx = split_indices(dataset, fraction, int(source.get("seed") or 0))
     if len(val_idx) == 0:
-        raise ValueError("the held-out split is empty: set --val-fraction > 0 or --val-data")
+        raise UsageError("the held-out split is empty: set --val-fraction > 0 or --val-data")
+    if cfg.protocol in ("features", "all") and cfg.target not in ("all", "none"):
+        for split in (dataset, val_set):  # asked for explicitly: its data must be there
+            split.states(cfg.target)  # UsageError naming target and the folder
     start = time.perf_counter()
     result: dict[str, Any] = {
         "checkpoint": cfg.checkpoint, "random_init": cfg.random_init, "arch": arch,
@@ -330,7 +378,7 @@ def _feature_protocol(cfg: LinearEvalConfig, backbone: nn.Module, arch: dict[str
     }
     targets = ("state", "internal_state") if cfg.target == "all" else (
         () if cfg.target == "none" else (cfg.target,))
-    for target in targets:
+    for target in targets:  # explicit targets were checked at start-up; "all" takes what is there
         if dataset.meta is None or target not in dataset.meta or (
                 val_set.meta is None or target not in val_set.meta):
             continue

@@ -10,6 +10,10 @@ the restored RNG).
 
 ``batch_size`` is the global batch: each of the N ranks takes ``batch_size / N`` images, so the
 same command gives the same optimisation under ``torchrun --nproc_per_node N``.
+
+Ctrl-C or SIGTERM (:mod:`curl_moco.io.interrupt`): the ranks agree after every step (an
+all-reduce of the stop flag), finish that step, write a checkpoint there and raise
+:class:`~curl_moco.io.interrupt.TrainingInterrupted`; the resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -26,22 +30,35 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from curl_moco.contrastive.encoders import is_vit
+from curl_moco.contrastive.encoders import conv_output_size, is_vit
 from curl_moco.contrastive.queue import KeyQueue
 from curl_moco.io.checkpoint import (
+    CHECKPOINT_NAME,
     CheckpointError,
     check_compatible,
     latest_checkpoint,
     load_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
 )
+from curl_moco.io.checks import (
+    check_folder_name,
+    check_non_negative,
+    check_number,
+    check_output_dir,
+    check_positive,
+    check_seed,
+)
 from curl_moco.io.config import config_to_dict, save_config
+from curl_moco.io.errors import UsageError, usage_errors
+from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
 from curl_moco.io.logger import Logger
 from curl_moco.pretrain.config import MocoConfig
 from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
 from curl_moco.pretrain.distributed import (
     DistContext,
     all_gather_objects,
+    all_reduce_max,
     all_reduce_sum,
     cleanup_distributed,
     init_distributed,
@@ -78,6 +95,8 @@ RESUME_KEYS: tuple[str, ...] = (
 #: Values of resume keys added after some checkpoints were written (what those runs used).
 _KEYS_ADDED_LATER: dict[str, object] = {"patch_size": 16, "stop_grad_patch": True,
                                         "head_layers": 0}
+#: Largest decoded image side, pixels (a typo such as 22400 would exhaust memory in the workers).
+MAX_IMAGE_SIZE = 4096
 
 
 def default_run_dir(cfg: MocoConfig) -> Path:
@@ -85,36 +104,56 @@ def default_run_dir(cfg: MocoConfig) -> Path:
 
 
 def check_config(cfg: MocoConfig, world_size: int = 1) -> None:
-    """Start-up checks that need no data: raise ``ValueError`` naming the offending setting."""
+    """Start-up checks that need no data: raise :class:`UsageError` naming the offending setting
+    and the value given (e.g. ``lr`` before it is scaled by the batch size)."""
     if not cfg.data:
-        raise ValueError("data is required: pass --data DIR (an image folder root/<class>/<img>)")
+        raise UsageError("data is required: pass --data DIR (an image folder root/<class>/<img>)")
+    check_positive(cfg, "lr", "temperature", "knn_temperature", "load_size", "crop_size",
+                   "frame_stack", "dim", "feature_dim", "pixel_layers", "pixel_filters",
+                   "knn_k", "knn_bank_size", "epochs")
+    check_non_negative(cfg, "weight_decay", "warmup_epochs", "lr_scale_batch", "num_workers",
+                       "checkpoint_every_steps", "knn_every_epochs", "max_steps_per_epoch",
+                       "head_hidden", "predictor_hidden", "log_every_steps")
+    check_seed("seed", cfg.seed)
+    check_number("momentum", cfg.momentum, low=0.0, high=1.0)
+    check_number("sgd_momentum", cfg.sgd_momentum, low=0.0, high=1.0, high_inclusive=False)
+    check_number("val_fraction", cfg.val_fraction, low=0.0, high=1.0, high_inclusive=False)
+    for name in ("load_size", "crop_size"):
+        check_number(name, getattr(cfg, name), high=MAX_IMAGE_SIZE)
+    for milestone in cfg.lr_milestones:
+        check_number("lr_milestones", milestone, low=0.0, high=1.0, low_inclusive=False)
+    if cfg.warmup_epochs > cfg.epochs:
+        raise UsageError(f"warmup_epochs={cfg.warmup_epochs} is longer than epochs={cfg.epochs}")
     if cfg.batch_size < 1 or cfg.batch_size % world_size != 0:
-        raise ValueError(f"batch_size={cfg.batch_size} (global) must be a positive multiple of "
+        raise UsageError(f"batch_size={cfg.batch_size} (global) must be a positive multiple of "
                          f"the world size {world_size}")
+    if cfg.queue_size < 0:
+        raise UsageError(f"queue_size={cfg.queue_size} must be >= 0 (0 = in-batch keys only)")
     if cfg.queue_size > 0:
-        KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
+        with usage_errors():
+            KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
     if cfg.symmetric and cfg.queue_size > 0:
-        raise ValueError(f"symmetric=True (MoCo v3) uses in-batch keys: set queue_size=0, not "
+        raise UsageError(f"symmetric=True (MoCo v3) uses in-batch keys: set queue_size=0, not "
                          f"{cfg.queue_size}")
     if cfg.crop_size > cfg.load_size:
-        raise ValueError(f"crop_size={cfg.crop_size} is larger than load_size={cfg.load_size}")
+        raise UsageError(f"crop_size={cfg.crop_size} is larger than load_size={cfg.load_size}")
+    if cfg.arch == "pixel" and conv_output_size(cfg.crop_size, cfg.pixel_layers) < 1:
+        raise UsageError(f"crop_size={cfg.crop_size} is too small for pixel_layers="
+                         f"{cfg.pixel_layers} conv layers")
     if is_vit(cfg.arch) and (cfg.patch_size < 1 or cfg.crop_size % cfg.patch_size):
-        raise ValueError(f"crop_size={cfg.crop_size} must be a multiple of patch_size="
+        raise UsageError(f"crop_size={cfg.crop_size} must be a multiple of patch_size="
                          f"{cfg.patch_size} for arch={cfg.arch}")
     if not 0.0 <= cfg.crop_min < 1.0:
-        raise ValueError(f"crop_min={cfg.crop_min} must be in [0, 1) (0 = the recipe's)")
+        raise UsageError(f"crop_min={cfg.crop_min} must be in [0, 1) (0 = the recipe's)")
     if cfg.bn_splits < 1 or (cfg.batch_size // world_size) % cfg.bn_splits:
-        raise ValueError(f"bn_splits={cfg.bn_splits} must divide the per-rank batch "
+        raise UsageError(f"bn_splits={cfg.bn_splits} must divide the per-rank batch "
                          f"{cfg.batch_size // world_size}")
     if cfg.sync_bn and cfg.shuffle_bn:
-        raise ValueError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
+        raise UsageError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
                          "(--no-shuffle-bn --sync-bn)")
-    if cfg.epochs < 1:
-        raise ValueError(f"epochs={cfg.epochs} must be >= 1")
-    for name in ("num_workers", "checkpoint_every_steps", "knn_every_epochs",
-                 "max_steps_per_epoch", "head_hidden", "predictor_hidden", "head_layers"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"{name}={getattr(cfg, name)} must be >= 0")
+    check_non_negative(cfg, "head_layers")
+    check_folder_name("name", cfg.name)
+    check_output_dir("run_dir", default_run_dir(cfg))
 
 
 def build_model(cfg: MocoConfig) -> MoCo:
@@ -147,11 +186,16 @@ class PretrainRun:
 
         # Data (decoded on CPU workers; augmented on the device).
         self.dataset = ImageFolderDataset(cfg.data, cfg.load_size, frame_stack=cfg.frame_stack)
+        if cfg.knn_every_epochs and len(self.dataset.classes) < 2:
+            raise UsageError(
+                f"data={cfg.data!r} has a single class folder ({self.dataset.classes[0]!r}): "
+                "the kNN monitor needs labelled classes; add class folders or set "
+                "--knn-every-epochs 0")
         if cfg.val_data:
             self.val_set = ImageFolderDataset(cfg.val_data, cfg.load_size,
                                               frame_stack=cfg.frame_stack, setting="val_data")
             if self.val_set.classes != self.dataset.classes:
-                raise ValueError(f"val_data classes {self.val_set.classes[:5]} differ from data "
+                raise UsageError(f"val_data classes {self.val_set.classes[:5]} differ from data "
                                  f"classes {self.dataset.classes[:5]}")
             self.train_idx = np.arange(len(self.dataset))
             self.val_idx = np.arange(len(self.val_set))
@@ -167,7 +211,7 @@ class PretrainRun:
         if cfg.max_steps_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size={cfg.batch_size} is larger than the training split "
+            raise UsageError(f"batch_size={cfg.batch_size} is larger than the training split "
                              f"({len(self.train_idx)} items over {ctx.world_size} rank(s))")
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
@@ -200,7 +244,9 @@ class PretrainRun:
         # This rank's running sums over the current epoch: loss, accuracy, steps, skipped files.
         self.epoch_sums = torch.zeros(4, dtype=torch.float64)
         self.last: dict[str, float] = {}
+        self.stop = StopSignals()  # installed while run() trains
         self.resumed = self._maybe_resume()
+        self._saved_step = self.step if self.resumed else -1
 
     # ------------------------------------------------------------ checkpoints
     def _maybe_resume(self) -> bool:
@@ -234,6 +280,7 @@ class PretrainRun:
         """Checkpoint the current position (collective: every rank contributes its RNG state)."""
         ranks = all_gather_objects({"rng": capture_rng_state(),
                                     "epoch_sums": self.epoch_sums.clone()})
+        self._saved_step = self.step
         if not self.ctx.is_main:
             return
         payload = {
@@ -246,6 +293,26 @@ class PretrainRun:
             "skipped_total": self.skipped_total, "last": self.last,
         }
         save_checkpoint(self.ckpt_path, payload, kind=CHECKPOINT_KIND, config=self.config_dict)
+
+    def _stop_agreed(self) -> bool:
+        """Whether any rank was asked to stop (collective under DDP: every rank calls it at the
+        same points, so that all stop after the same step and report the same signal)."""
+        signum = torch.tensor([self.stop.signum or 0])
+        if self.ctx.distributed:
+            signum = all_reduce_max(signum.to(self.device)).cpu()
+        self._agreed_signum = int(signum.item())
+        return self._agreed_signum > 0
+
+    def _interrupt(self) -> None:
+        """Checkpoint (collective; unless this step was just saved) and raise
+        :class:`TrainingInterrupted` on every rank."""
+        if self._saved_step != self.step:
+            self.save()
+        epochs = self.epoch + self.step_in_epoch / self.steps_per_epoch
+        raise TrainingInterrupted(
+            self._agreed_signum, f"at step {self.step} (epoch {epochs:.2f} of {self.cfg.epochs})",
+            self.ckpt_path, self.run_dir / "config.json",
+            () if self.cfg.resume else ("--resume",))
 
     # ------------------------------------------------------------ evaluation
     def knn_monitor(self) -> float:
@@ -275,6 +342,7 @@ class PretrainRun:
                           # own generator: creating the loader must not draw from the global
                           # RNG, or a resumed run's augmentations would differ.
                           generator=torch.Generator().manual_seed(self.cfg.seed + epoch),
+                          worker_init_fn=ignore_interrupts_in_worker,
                           persistent_workers=False)
 
     def train_step(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float]:
@@ -302,6 +370,8 @@ class PretrainRun:
         logger = None
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.run_dir, (CHECKPOINT_NAME, "encoder.pt",
+                                                   "backbone_torchvision.pt"))
             save_config(cfg, self.run_dir / "config.json")
             (self.run_dir / "run.json").write_text(json.dumps({
                 "world_size": ctx.world_size, "device": str(self.device),
@@ -314,8 +384,11 @@ class PretrainRun:
             logger = Logger(self.run_dir, resume_step=self.step if self.resumed else -1,
                             tensorboard=cfg.tensorboard)
         try:
-            while self.epoch < cfg.epochs:
-                self._run_epoch(logger)
+            with self.stop:
+                while self.epoch < cfg.epochs:
+                    self._run_epoch(logger)
+                    if self.epoch < cfg.epochs and self._stop_agreed():
+                        self._interrupt()
         finally:
             if logger is not None:
                 logger.close()
@@ -341,8 +414,8 @@ class PretrainRun:
             self.step_in_epoch += 1
             loss_f, acc_f = float(loss), float(acc)
             if not math.isfinite(loss_f):
-                raise FloatingPointError(f"loss is {loss_f} at step {self.step}: lower lr="
-                                         f"{cfg.lr} or check the data")
+                raise UsageError(f"training diverged: loss is {loss_f} at step {self.step}; "
+                                 f"lower lr={cfg.lr} or check the data")
             self.epoch_sums += torch.tensor([loss_f, acc_f, 1.0, float(batch["skipped"])],
                                             dtype=torch.float64)
             window_images += batch["image"].shape[0] * ctx.world_size
@@ -364,6 +437,10 @@ class PretrainRun:
                 break
             if cfg.checkpoint_every_steps and self.step % cfg.checkpoint_every_steps == 0:
                 self.save()
+            if self._stop_agreed():
+                if bar is not None:
+                    bar.close()
+                self._interrupt()
         if bar is not None:
             bar.close()
         sums = all_reduce_sum(self.epoch_sums)
@@ -405,9 +482,10 @@ def train(cfg: MocoConfig) -> dict[str, float]:
     device = resolve_device(cfg.device)
     ctx = init_distributed(device)
     try:
-        check_config(cfg, ctx.world_size)
+        with usage_errors():  # only checks settings: its errors are the user's
+            check_config(cfg, ctx.world_size)
         if cfg.sync_bn and (ctx.device.type != "cuda" or not ctx.distributed):
-            raise ValueError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
+            raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
                              "in one process use shuffle_bn or plain BN")
         return PretrainRun(cfg, ctx).run()
     finally:

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from curl_moco.contrastive.encoders import conv_output_size
+from curl_moco.io.checks import (
+    check_folder_name,
+    check_non_negative,
+    check_number,
+    check_output_dir,
+    check_positive,
+    check_seed,
+)
 from curl_moco.io.config import knob
+from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.rl.agent import AUGMENTS, COMPILE_MODES
 from curl_moco.runtime import AMP_MODES
 
@@ -151,90 +160,96 @@ def resolve_config(cfg: CurlSacConfig) -> CurlSacConfig:
     return CurlSacConfig(**values)
 
 
-def _positive(cfg: CurlSacConfig, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"{name}={value} must be positive")
+#: Largest rendered observation / video frame side, pixels (GL framebuffer and memory).
+MAX_RENDER_SIZE = 4096
+#: Smallest video frame side: H.264 (yuv420p) needs at least 2x2 after cropping to even sizes.
+MIN_VIDEO_SIZE = 16
 
 
 def validate(cfg: CurlSacConfig) -> CurlSacConfig:
     """Check every setting before any work; returns the resolved config.
 
-    Raises ``KeyError`` for an unknown task and ``ValueError`` naming the setting otherwise.
+    Raises :class:`~curl_moco.io.errors.UsageError` (a ``ValueError``; a ``KeyError`` for an
+    unknown task) naming the setting and the value given.
     """
     from envs.registry import parse_task
 
-    parse_task(cfg.task)  # KeyError with close matches
-    _positive(cfg, "action_repeat", "image_size", "crop_size", "frame_stack", "episode_length",
-              "steps", "updates_per_step", "replay_capacity", "batch_size", "lr", "alpha_lr",
-              "init_temperature", "actor_update_freq", "target_update_freq", "hidden_dim",
-              "feature_dim", "num_layers", "num_filters", "curl_temperature", "eval_every",
-              "eval_episodes", "video_size", "video_fps", "checkpoint_every", "stop_after",
-              "threads")
-    for name in ("seed_steps", "queue_size", "curl_update_freq", "shift_pad"):
-        value = getattr(cfg, name)
-        if value is not None and value < 0:
-            raise ValueError(f"{name}={value} must be >= 0")
-    if cfg.curl_latent_dim is not None and cfg.curl_latent_dim < 0:
-        raise ValueError(f"curl_latent_dim={cfg.curl_latent_dim} must be >= 0")
+    parse_task(cfg.task)  # UnknownNameError with close matches
+    check_positive(cfg, "action_repeat", "image_size", "crop_size", "frame_stack",
+                   "episode_length", "steps", "updates_per_step", "replay_capacity",
+                   "batch_size", "lr", "alpha_lr", "init_temperature", "actor_update_freq",
+                   "target_update_freq", "hidden_dim", "feature_dim", "num_layers",
+                   "num_filters", "curl_temperature", "eval_every", "eval_episodes",
+                   "video_size", "video_fps", "checkpoint_every", "stop_after", "threads")
+    check_non_negative(cfg, "seed_steps", "queue_size", "curl_update_freq", "shift_pad",
+                       "curl_latent_dim")
+    check_seed("seed", cfg.seed)
     for name in ("discount", "critic_tau", "encoder_tau", "alpha_beta"):
-        value = getattr(cfg, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}={value} must be in [0, 1]")
+        check_number(name, getattr(cfg, name), low=0.0, high=1.0)
+    check_number("actor_log_std_min", cfg.actor_log_std_min)
+    check_number("actor_log_std_max", cfg.actor_log_std_max)
     if not cfg.actor_log_std_min < cfg.actor_log_std_max:
-        raise ValueError(f"actor_log_std_min={cfg.actor_log_std_min} must be < "
+        raise UsageError(f"actor_log_std_min={cfg.actor_log_std_min} must be < "
                          f"actor_log_std_max={cfg.actor_log_std_max}")
+    for name in ("image_size", "video_size"):
+        check_number(name, getattr(cfg, name), high=MAX_RENDER_SIZE)
+    if cfg.video and cfg.video_size < MIN_VIDEO_SIZE:
+        raise UsageError(f"video_size={cfg.video_size} is too small for a video: use at least "
+                         f"{MIN_VIDEO_SIZE} pixels, or --no-video")
+    if cfg.camera_id is not None and cfg.camera_id < -1:
+        raise UsageError(f"camera_id={cfg.camera_id} must be -1 (free camera) or a camera "
+                         "index >= 0")
     if cfg.compile_mode not in COMPILE_MODES:
-        raise ValueError(f"compile_mode={cfg.compile_mode!r} is not one of {COMPILE_MODES}")
+        raise UsageError(f"compile_mode={cfg.compile_mode!r} is not one of {COMPILE_MODES}")
     if cfg.amp not in AMP_MODES:
-        raise ValueError(f"amp={cfg.amp!r} is not one of {AMP_MODES}")
+        raise UsageError(f"amp={cfg.amp!r} is not one of {AMP_MODES}")
     if cfg.similarity not in ("bilinear", "cosine"):
-        raise ValueError(f"similarity={cfg.similarity!r} must be 'bilinear' or 'cosine'")
-    if not cfg.name or any(c in cfg.name for c in "/\\"):
-        raise ValueError(f"name={cfg.name!r} must be a non-empty folder name")
+        raise UsageError(f"similarity={cfg.similarity!r} must be 'bilinear' or 'cosine'")
+    check_folder_name("name", cfg.name)
     if cfg.augment not in AUGMENTS:
-        raise ValueError(f"augment={cfg.augment!r} is not one of {AUGMENTS}")
+        raise UsageError(f"augment={cfg.augment!r} is not one of {AUGMENTS}")
     if cfg.augment == "shift" and cfg.crop_size != cfg.image_size:
-        raise ValueError(f"augment='shift' keeps the render size: crop_size={cfg.crop_size} "
+        raise UsageError(f"augment='shift' keeps the render size: crop_size={cfg.crop_size} "
                          f"must equal image_size={cfg.image_size} (DrQ: --image-size 84 "
                          "--crop-size 84)")
     if cfg.crop_size > cfg.image_size:
-        raise ValueError(f"crop_size={cfg.crop_size} is larger than image_size={cfg.image_size}")
+        raise UsageError(f"crop_size={cfg.crop_size} is larger than image_size={cfg.image_size}")
     if conv_output_size(cfg.crop_size, cfg.num_layers) < 1:
-        raise ValueError(f"crop_size={cfg.crop_size} is too small for num_layers="
+        raise UsageError(f"crop_size={cfg.crop_size} is too small for num_layers="
                          f"{cfg.num_layers} conv layers")
 
     cfg = resolve_config(cfg)
     if cfg.episode_length is not None and cfg.episode_length % cfg.action_repeat:
-        raise ValueError(f"episode_length={cfg.episode_length} must be a multiple of "
+        raise UsageError(f"episode_length={cfg.episode_length} must be a multiple of "
                          f"action_repeat={cfg.action_repeat}")
     if cfg.steps < cfg.action_repeat:
-        raise ValueError(f"steps={cfg.steps} is less than one agent step "
+        raise UsageError(f"steps={cfg.steps} is less than one agent step "
                          f"(action_repeat={cfg.action_repeat})")
     # The first update happens after seed_steps environment steps; the buffer then holds that
     # many transitions (at least one agent step's worth), capped by its capacity.
     first_update_transitions = min(max(math.ceil(cfg.seed_steps / cfg.action_repeat), 1),
                                    cfg.replay_capacity - cfg.frame_stack)
     if cfg.batch_size > first_update_transitions:
-        raise ValueError(
+        raise UsageError(
             f"batch_size={cfg.batch_size} is larger than the {first_update_transitions} "
             f"transitions the replay buffer holds at the first update (seed_steps="
             f"{cfg.seed_steps} environment steps / action_repeat={cfg.action_repeat}, "
             f"replay_capacity={cfg.replay_capacity}); raise seed_steps or lower batch_size")
     if cfg.replay_capacity < cfg.frame_stack + 1:
-        raise ValueError(f"replay_capacity={cfg.replay_capacity} must be at least frame_stack "
+        raise UsageError(f"replay_capacity={cfg.replay_capacity} must be at least frame_stack "
                          f"+ 1 = {cfg.frame_stack + 1}")
     if cfg.queue_size:
         if cfg.curl_update_freq == 0:
-            raise ValueError(f"queue_size={cfg.queue_size} needs the CURL loss (curl_update_freq "
+            raise UsageError(f"queue_size={cfg.queue_size} needs the CURL loss (curl_update_freq "
                              "is 0)")
         if cfg.similarity != "cosine":
-            raise ValueError(f"queue_size={cfg.queue_size} needs similarity='cosine' (the "
+            raise UsageError(f"queue_size={cfg.queue_size} needs similarity='cosine' (the "
                              "queue holds L2-normalised keys)")
         from curl_moco.contrastive.queue import KeyQueue
 
-        KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
+        with usage_errors():
+            KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
     if cfg.init_encoder is not None and not Path(cfg.init_encoder).is_file():
-        raise ValueError(f"init_encoder={cfg.init_encoder!r}: no such file")
+        raise UsageError(f"init_encoder={cfg.init_encoder!r}: no such file")
+    check_output_dir("run_dir", cfg.run_dir)
     return cfg

@@ -13,6 +13,12 @@ on the CPU: the checkpoint holds the agent (networks, optimisers, its generator)
 buffer (and its generator), the counters, the exploration generator and the global RNG states.
 Evaluation uses its own environment, seeds and a deterministic policy, so it never changes the
 training trajectory.
+
+Ctrl-C or SIGTERM (:mod:`curl_moco.io.interrupt`) stops after the current agent step (its updates
+included) and writes a checkpoint there, mid-episode: it also holds the actions taken so far in
+the episode, and the resumed run replays them in the freshly reset environment (same seed, so
+the same physics and frames) before it continues, again exactly like an uninterrupted run. A
+signal during an evaluation abandons that evaluation; the resumed run repeats it.
 """
 
 from __future__ import annotations
@@ -23,21 +29,25 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 
 from curl_moco.io.checkpoint import (
+    CHECKPOINT_NAME,
     CheckpointError,
     check_compatible,
     latest_checkpoint,
     load_checkpoint,
     read_header,
+    remove_stale_temp_files,
     save_checkpoint,
 )
 from curl_moco.io.config import config_to_dict, save_config
 from curl_moco.io.encoder_export import load_encoder_into
+from curl_moco.io.errors import UsageError, usage_errors
+from curl_moco.io.interrupt import StopSignals, TrainingInterrupted
 from curl_moco.io.logger import Logger
 from curl_moco.io.video import write_video
 from curl_moco.rl.agent import CurlSacAgent
@@ -87,6 +97,34 @@ class EvalResult:
 
 
 @dataclass
+class EpisodeProgress:
+    """The training episode being played: its observation ``(3k, H, W)`` uint8, the actions taken
+    so far (replayed on resume), its return, length and the sums of the update metrics."""
+
+    obs: np.ndarray
+    actions: list[np.ndarray] = field(default_factory=list)
+    episode_return: float = 0.0
+    length: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    start_env_steps: int = 0
+    start_time: float = field(default_factory=time.time)
+
+    def state(self, action_dim: int) -> dict[str, Any]:
+        """Checkpoint form (tensors and primitives only)."""
+        actions = (torch.from_numpy(np.stack(self.actions)) if self.actions
+                   else torch.zeros((0, action_dim), dtype=torch.float32))
+        return {"actions": actions, "episode_return": self.episode_return,
+                "length": self.length, "start_env_steps": self.start_env_steps,
+                "sums": {k: v.detach().cpu() for k, v in self.sums.items()},
+                "counts": dict(self.counts)}
+
+
+class _EvaluationInterrupted(Exception):  # noqa: N818 - control flow, not an error
+    """A stop was requested during an evaluation (which is then repeated on resume)."""
+
+
+@dataclass
 class TrainResult:
     """What a finished (or stopped) run produced."""
 
@@ -111,7 +149,8 @@ class Trainer:
     """
 
     def __init__(self, cfg: CurlSacConfig) -> None:
-        self.cfg = validate(cfg)
+        with usage_errors():  # validate() only checks settings: its errors are the user's
+            self.cfg = validate(cfg)
         self.device = resolve_device(self.cfg.device)
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
@@ -129,6 +168,11 @@ class Trainer:
         self.last_eval: EvalResult | None = None
         self.resumed_from: int | None = None
         self.explore_generator = torch.Generator()
+        self.stop = StopSignals()  # installed while run() trains
+        self._resume_episode: dict[str, Any] | None = None  # an interrupted episode to replay
+        self._pending_periodic = False  # interrupted at an episode end, before eval/checkpoint
+        self._replay_restored = False
+        self._unsaved_progress = False
 
     # ------------------------------------------------------------------ run directory
     def _check_run_dir(self) -> None:
@@ -139,7 +183,7 @@ class Trainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is not None:
             if not cfg.resume:
-                raise ValueError(f"run_dir={str(self.run_dir)!r} already holds a run with a "
+                raise UsageError(f"run_dir={str(self.run_dir)!r} already holds a run with a "
                                  "checkpoint; use another --run-dir, delete it, or drop "
                                  "--no-resume to continue it")
             header = read_header(ckpt)  # CheckpointError for a foreign or damaged file
@@ -189,7 +233,6 @@ class Trainer:
                                      map_location="cpu")
             check_compatible(loaded["config"], config_to_dict(cfg), identity_keys(cfg),
                              what=f"checkpoint {self.checkpoint_path}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         self.env = self._make_env(derived_seed(cfg.seed, _TRAIN_EPISODE, 0), cfg.image_size)
         self.eval_env = self._make_env(derived_seed(cfg.seed, _EVAL_EPISODE, 0), cfg.video_size)
@@ -214,6 +257,8 @@ class Trainer:
         self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, cfg.frame_stack, action_dim,
                                    device=self.device, seed=derived_seed(cfg.seed, _REPLAY))
         self.explore_generator.manual_seed(derived_seed(cfg.seed, _EXPLORE))
+        self.run_dir.mkdir(parents=True, exist_ok=True)  # after the environments (camera) work
+        remove_stale_temp_files(self.run_dir)
 
         if loaded is not None:
             self._restore(loaded)
@@ -243,6 +288,7 @@ class Trainer:
                 self.replay.load_state_dict(payload["replay"])
             except (ValueError, KeyError, RuntimeError) as error:
                 raise CheckpointError(f"{path}: replay buffer does not fit: {error}") from error
+            self._replay_restored = True
         else:
             log.warning("checkpoint has no replay buffer (save_replay was off): refilling it "
                         "before updates resume; the run will not match an uninterrupted one")
@@ -254,18 +300,37 @@ class Trainer:
         if state.get("last_eval") is not None:
             ev = state["last_eval"]
             self.last_eval = EvalResult(int(ev["env_steps"]), list(ev["returns"]),
-                                        Path(ev["video"]) if ev["video"] else None)
+                                        self._saved_video_path(ev))
         restore_rng_state(payload["rng"])
         self.resumed_from = self.env_steps
-        # Periodic events already passed by a run that now has other intervals:
-        self.next_eval_at = max(self.next_eval_at, self.env_steps + 1)
-        self.next_checkpoint_at = max(self.next_checkpoint_at, self.env_steps + 1)
-        log.info("resumed from %s at %d environment steps", path, self.env_steps)
+        self._resume_episode = state.get("episode_in_progress")
+        self._pending_periodic = bool(state.get("pending_periodic", False))
+        if not self._pending_periodic:
+            # Periodic events already passed by a run that now has other intervals:
+            self.next_eval_at = max(self.next_eval_at, self.env_steps + 1)
+            self.next_checkpoint_at = max(self.next_checkpoint_at, self.env_steps + 1)
+        where = (" (mid-episode)" if self._resume_episode is not None else "")
+        log.info("resumed from %s at %d environment steps%s", path, self.env_steps, where)
 
-    def save(self) -> Path:
-        """Atomically write the run's checkpoint (``run_dir/checkpoint.pt``)."""
+    def _saved_video_path(self, ev: dict[str, Any]) -> Path | None:
+        """The last evaluation's video: stored relative to the run folder (so a copied run folder
+        still points at its own video); older checkpoints stored the path as written."""
+        if ev.get("video_file"):
+            return self.run_dir / ev["video_file"]
+        return Path(ev["video"]) if ev.get("video") else None
+
+    def save(self, episode: EpisodeProgress | None = None, pending_periodic: bool = False
+             ) -> Path:
+        """Atomically write the run's checkpoint (``run_dir/checkpoint.pt``); ``episode`` is the
+        episode in progress (interrupted mid-episode), ``pending_periodic`` marks an episode end
+        whose evaluation/checkpoint has not run yet."""
         cfg = self.cfg
         ev = self.last_eval
+        video_file = None
+        if ev is not None and ev.video is not None:
+            video_file = (ev.video.relative_to(self.run_dir).as_posix()
+                          if ev.video.is_relative_to(self.run_dir) else ev.video.name)
+        action_dim = int(np.prod(self.env.action_space.shape))
         payload = {
             "agent": self.agent.checkpoint_state(),
             "replay": self.replay.state_dict() if cfg.save_replay else None,
@@ -277,16 +342,31 @@ class Trainer:
                 "explore_generator": self.explore_generator.get_state(),
                 "last_eval": None if ev is None else {
                     "env_steps": ev.env_steps, "returns": [float(r) for r in ev.returns],
-                    "video": str(ev.video) if ev.video else None},
+                    "video_file": video_file},
+                "episode_in_progress": None if episode is None else episode.state(action_dim),
+                "pending_periodic": pending_periodic,
             },
             "rng": capture_rng_state(),
         }
-        from curl_moco.io.checkpoint import CHECKPOINT_NAME
-
         path = save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload, kind=CHECKPOINT_KIND,
                                config=config_to_dict(cfg))
         self.checkpoint_path = path
+        self._unsaved_progress = False
         return path
+
+    def _interrupt(self, episode: EpisodeProgress | None = None,
+                   pending_periodic: bool = False) -> NoReturn:
+        """Write the checkpoint of an interrupted run (unless the last one is current) and raise
+        :class:`TrainingInterrupted`."""
+        path = self.checkpoint_path
+        if (episode is not None or pending_periodic or self._unsaved_progress
+                or path is None):
+            path = self.save(episode, pending_periodic)
+        if self.logger is not None:
+            self.logger.flush()
+        raise TrainingInterrupted(
+            self.stop.signum, f"at {self.env_steps} environment steps", path,
+            self.run_dir / CONFIG_NAME, () if self.cfg.resume else ("--resume",))
 
     def close(self) -> None:
         for env in (self.env, self.eval_env):
@@ -313,6 +393,8 @@ class Trainer:
                 frames.append(self.eval_env.render())
             total, done = 0.0, False
             while not done:
+                if self.stop.requested:
+                    raise _EvaluationInterrupted
                 obs, reward, terminated, truncated, _ = self.eval_env.step(
                     self.agent.act(obs, deterministic=True))
                 total += float(reward)
@@ -326,6 +408,7 @@ class Trainer:
             video = write_video(self.run_dir / "videos" / f"eval_{self.env_steps}.mp4", frames,
                                 fps=int(fps))
         self.num_evals += 1
+        self._unsaved_progress = True
         result = EvalResult(self.env_steps, returns, video)
         self.logger.log("eval", self.env_steps, {
             "episode_reward": result.mean, "episode_reward_std": result.std,
@@ -343,7 +426,10 @@ class Trainer:
         return (2.0 * u - 1.0).numpy().astype(np.float32)
 
     def run(self) -> TrainResult:
-        """Train until ``steps`` environment steps (or ``stop_after``); returns the outputs."""
+        """Train until ``steps`` environment steps (or ``stop_after``); returns the outputs.
+
+        Raises :class:`TrainingInterrupted` after writing a checkpoint when SIGINT/SIGTERM
+        arrives."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
@@ -355,13 +441,20 @@ class Trainer:
                    disable=not cfg.progress, dynamic_ncols=True, smoothing=0.05)
         stopped = False
         try:
-            while self.env_steps < cfg.steps and not stopped:
-                stopped = self._episode(bar, min_transitions)
-            if not stopped:
-                if self.last_eval is None or self.last_eval.env_steps != self.env_steps:
-                    self.evaluate()
-                if self.resumed_from != self.env_steps or self.checkpoint_path is None:
-                    self.save()
+            with self.stop:
+                try:
+                    if self._pending_periodic:
+                        self._pending_periodic = False
+                        stopped = self._periodic()
+                    while self.env_steps < cfg.steps and not stopped:
+                        stopped = self._episode(bar, min_transitions)
+                    if not stopped:
+                        if self.last_eval is None or self.last_eval.env_steps != self.env_steps:
+                            self.evaluate()
+                        if self._unsaved_progress or self.checkpoint_path is None:
+                            self.save()
+                except _EvaluationInterrupted:
+                    self._interrupt(pending_periodic=True)
         finally:
             bar.close()
             if self.logger is not None:
@@ -375,52 +468,88 @@ class Trainer:
             wall_s=time.time() - start)
         return result
 
+    def _start_episode(self) -> EpisodeProgress:
+        """Reset the training environment for episode ``self.episode``; after a mid-episode
+        resume, replay the saved actions so that the environment is where it was."""
+        cfg = self.cfg
+        obs, _ = self.env.reset(seed=derived_seed(cfg.seed, _TRAIN_EPISODE, self.episode))
+        saved, self._resume_episode = self._resume_episode, None
+        if saved is None:
+            self.replay.start_episode(obs)
+            return EpisodeProgress(obs, start_env_steps=self.env_steps)
+        progress = EpisodeProgress(obs, start_env_steps=int(saved["start_env_steps"]))
+        replayed_return = 0.0
+        for action in saved["actions"].numpy():
+            obs, reward, _, _, _ = self.env.step(action)
+            replayed_return += float(reward)
+            progress.actions.append(action)
+        progress.obs = obs
+        progress.episode_return = float(saved["episode_return"])
+        progress.length = int(saved["length"])
+        progress.sums = {k: v.to(self.device) for k, v in saved["sums"].items()}
+        progress.counts = {k: int(v) for k, v in saved["counts"].items()}
+        if replayed_return != progress.episode_return:
+            log.warning("replaying the interrupted episode gave return %.6g, the checkpoint has "
+                        "%.6g: the environment is not deterministic here, so the resumed run "
+                        "may differ from an uninterrupted one", replayed_return,
+                        progress.episode_return)
+        if not self._replay_restored:  # checkpoint without replay buffer: start a fresh episode
+            self.replay.start_episode(obs)
+        log.info("replayed %d agent steps of the interrupted episode", len(progress.actions))
+        return progress
+
     def _episode(self, bar, min_transitions: int) -> bool:
         """Play one training episode (updating as we go); returns True to stop the run."""
         cfg = self.cfg
         agent, replay, env = self.agent, self.replay, self.env
-        obs, _ = env.reset(seed=derived_seed(cfg.seed, _TRAIN_EPISODE, self.episode))
-        replay.start_episode(obs)
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        episode_return, length, done = 0.0, 0, False
-        t0, steps0 = time.time(), self.env_steps
+        ep = self._start_episode()
+        done = False
         while not done and self.env_steps < cfg.steps:
             if self.env_steps < cfg.seed_steps:
                 action = self._random_action()
             else:
-                action = agent.act(obs)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            replay.add(action, reward, obs, terminated)
+                action = agent.act(ep.obs)
+            ep.obs, reward, terminated, truncated, _ = env.step(action)
+            replay.add(action, reward, ep.obs, terminated)
+            ep.actions.append(np.asarray(action, dtype=np.float32))
             done = terminated or truncated
-            episode_return += float(reward)
-            length += 1
+            ep.episode_return += float(reward)
+            ep.length += 1
             self.agent_steps += 1
             self.env_steps += cfg.action_repeat
+            self._unsaved_progress = True
             bar.update(cfg.action_repeat)
             if self.env_steps >= cfg.seed_steps and replay.num_transitions >= min_transitions:
                 for _ in range(cfg.updates_per_step):
                     metrics = agent.update(replay.sample(cfg.batch_size))
                     for key, value in metrics.items():
-                        sums[key] = sums[key] + value if key in sums else value.clone()
-                        counts[key] = counts.get(key, 0) + 1
+                        ep.sums[key] = ep.sums[key] + value if key in ep.sums else value.clone()
+                        ep.counts[key] = ep.counts.get(key, 0) + 1
+            if self.stop.requested and not done and self.env_steps < cfg.steps:
+                self._interrupt(episode=ep)
         self.episode += 1
-        elapsed = max(time.time() - t0, 1e-9)
+        elapsed = max(time.time() - ep.start_time, 1e-9)
         row: dict[str, float] = {
-            "episode": self.episode, "episode_reward": episode_return,
-            "episode_length": length, "updates": agent.num_updates,
+            "episode": self.episode, "episode_reward": ep.episode_return,
+            "episode_length": ep.length, "updates": agent.num_updates,
             "buffer_transitions": replay.num_transitions,
-            "steps_per_s": (self.env_steps - steps0) / elapsed, "episode_s": elapsed}
-        row.update({key: float(sums[key]) / counts[key] for key in sorted(sums)})
+            "steps_per_s": (self.env_steps - ep.start_env_steps) / elapsed,
+            "episode_s": elapsed}
+        row.update({key: float(ep.sums[key]) / ep.counts[key] for key in sorted(ep.sums)})
         self.logger.log("train", self.env_steps, row)
-
-        if self.env_steps >= self.next_eval_at:
-            self.evaluate()
-            self.next_eval_at = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
-        postfix = {"ep_ret": f"{episode_return:.0f}"}
+        postfix = {"ep_ret": f"{ep.episode_return:.0f}"}
         if self.last_eval is not None:
             postfix["eval"] = f"{self.last_eval.mean:.0f}"
         bar.set_postfix(postfix, refresh=False)
+        return self._periodic()
+
+    def _periodic(self) -> bool:
+        """Evaluation and checkpoint when due, at an episode end; returns True to stop the run
+        (``stop_after``). A stop request is honoured here, after the checkpoint."""
+        cfg = self.cfg
+        if self.env_steps >= self.next_eval_at:
+            self.evaluate()
+            self.next_eval_at = (self.env_steps // cfg.eval_every + 1) * cfg.eval_every
         if self.env_steps >= self.next_checkpoint_at and self.env_steps < cfg.steps:
             self.next_checkpoint_at = (self.env_steps // cfg.checkpoint_every + 1) \
                 * cfg.checkpoint_every
@@ -429,6 +558,8 @@ class Trainer:
                 log.info("stop_after=%d reached at %d environment steps", cfg.stop_after,
                          self.env_steps)
                 return True
+        if self.stop.requested and self.env_steps < cfg.steps:
+            self._interrupt()
         return False
 
 
