@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import random
+import shutil
 from typing import Any
 
 import numpy as np
@@ -81,6 +83,16 @@ def native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> tu
         return False, ("the CPU has no native bf16 dot products (no "
                        f"{' / '.join(NATIVE_BF16_CPU_FLAGS)}): bf16 would be emulated")
     return False, f"bf16 is not enabled automatically on {device.type}"
+
+
+def cpp_compiler() -> str | None:
+    """Path of the C++ compiler ``torch.compile`` (inductor) would use on the CPU (``$CXX``,
+    else g++, c++ or clang++), or None when there is none."""
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        path = shutil.which(name) if name else None
+        if path:
+            return path
+    return None
 
 
 def resolve_amp(amp: str, device: torch.device, flags: frozenset[str] | None = None

@@ -410,3 +410,16 @@ def test_checkpoint_keeps_the_loading_agents_adam_kind() -> None:
     plain.load_checkpoint_state(fused.checkpoint_state())
     assert all(not g["fused"] for opt in plain.optimizers().values() for g in opt.param_groups)
     plain.update(make_batch(seed=1))  # and it still steps
+
+
+def test_compiled_conv_stacks_keep_the_maths() -> None:
+    """compile_mode='default' (the CURL presets' setting) compiles the conv stacks with
+    inductor; after a few updates the weights equal the eager agent's to float32 rounding, and
+    the bf16 path compiles and runs too."""
+    eager = _params_after_updates(make_agent(), updates=3)
+    compiled_agent = make_agent(compile_mode="default")
+    compiled = _params_after_updates(compiled_agent, updates=3)
+    for key in eager:
+        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-4, atol=1e-5, msg=key)
+    bf16 = make_agent(compile_mode="default", amp="bf16")
+    assert all(torch.isfinite(v).all() for v in bf16.update(make_batch()).values())

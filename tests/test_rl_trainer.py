@@ -131,6 +131,22 @@ def test_cuda_requested_without_cuda(tmp_path: Path) -> None:
         Trainer(tiny(tmp_path, device="cuda"))
 
 
+def test_long_run_presets_compile_and_need_a_compiler(tmp_path: Path, monkeypatch) -> None:
+    """The CURL presets (hours) compile the conv stacks, the short ones do not; compiling on a
+    CPU without a C++ compiler is refused at start-up, naming the setting."""
+    for preset, mode in (("curl", "default"), ("cartpole-swingup", "default"),
+                         ("quickstart", "off"), ("smoke", "off")):
+        cfg = parse_config(CurlSacConfig, ["--preset", preset], CURL_PRESETS)
+        assert cfg.compile_mode == mode, preset
+    from curl_moco import runtime
+    from curl_moco.io.errors import UsageError
+
+    monkeypatch.setattr(runtime, "cpp_compiler", lambda: None)
+    with pytest.raises(UsageError, match="compile_mode='default'.*C\\+\\+ compiler"):
+        Trainer(tiny(tmp_path / "run", compile_mode="default"))
+    assert not (tmp_path / "run").exists()
+
+
 def test_presets_resolve_curl_values() -> None:
     cfg = parse_config(CurlSacConfig, ["--task", "cheetah-run"], CURL_PRESETS,
                        default_preset="curl")

@@ -34,6 +34,7 @@ from typing import Any, NoReturn
 import numpy as np
 import torch
 
+from curl_moco import runtime
 from curl_moco.io.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -152,6 +153,11 @@ class Trainer:
         with usage_errors():  # validate() only checks settings: its errors are the user's
             self.cfg = validate(cfg)
         self.device = resolve_device(self.cfg.device)
+        if (self.cfg.compile_mode != "off" and self.device.type == "cpu"
+                and runtime.cpp_compiler() is None):
+            raise UsageError(f"compile_mode={self.cfg.compile_mode!r}: torch.compile needs a C++ "
+                             "compiler on the CPU and none was found (g++ or $CXX); install "
+                             "one (apt-get install g++) or pass --compile-mode off")
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
         self.run_dir = Path(self.cfg.run_dir)

@@ -6,7 +6,8 @@ Rows (timed interleaved, round-robin, on the same replay contents):
 - ``official``: the unmodified official code (github.com/MishaLaskin/curl) when its folder is
   given (``--official-curl DIR`` or ``$CURL_OFFICIAL_DIR``; never committed here; see
   :mod:`experiments.bench.official_curl`). It checks the baseline: the bench prints
-  ``baseline / official`` and whether it lies within +-15 %.
+  ``baseline / official`` (of the fastest timed call of each: on a shared machine interference
+  only adds time) and whether it lies within +-15 %; the ratio of medians beside it.
 - ``baseline``: :class:`~experiments.bench.baselines.ReferenceCurlSac` fed by
   :class:`~experiments.bench.baselines.StackedReplayBaseline`: the official code's structure and
   cost on this project's networks (NumPy crops of obs, next_obs and positive, float after
@@ -172,13 +173,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             calls, device=device, repeats=args.repeats, warmup=0,
             on_error=lambda n, e: print(f"[bench_update] {n} failed: {type(e).__name__}: {e}"))
         timings.update(failed)
-        base = timings.get("baseline", {}).get("median_s")
+        base = timings.get("baseline", {})
         for row, t in timings.items():
             if "median_s" in t:
                 t["seconds_per_update"] = t["median_s"] / 2
                 t["updates_per_s"] = 2 / t["median_s"]
-                if base:
-                    t["speedup_vs_baseline"] = base / t["median_s"]
+                if base.get("median_s"):
+                    t["speedup_vs_baseline"] = base["median_s"] / t["median_s"]
+                    t["speedup_vs_baseline_of_minima"] = base["min_s"] / t["min_s"]
                 if row.startswith("ours"):
                     t["flags"] = trainer_flags(**OUR_VARIANTS[row])
         return timings
@@ -188,25 +190,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for batch_size in args.batch_sizes:
         timings = measure(batch_size)
         record: dict[str, Any] = {"batch_size": batch_size, "rows": timings}
-        official = timings.get("official", {}).get("median_s")
-        if official and "median_s" in timings.get("baseline", {}):
-            ratio = timings["baseline"]["median_s"] / official
+        official, baseline = timings.get("official", {}), timings.get("baseline", {})
+        if "median_s" in official and "median_s" in baseline:
+            # Judged on the minima: on a shared machine interference only adds time, so the
+            # fastest of the interleaved calls is the least disturbed estimate of the cost.
+            ratio = baseline["min_s"] / official["min_s"]
             record["baseline_over_official"] = ratio
+            record["baseline_over_official_of_medians"] = baseline["median_s"] / official[
+                "median_s"]
             record["baseline_faithful"] = abs(ratio - 1) <= BASELINE_TOLERANCE
         records.append(record)
         for row, t in timings.items():
             if "median_s" not in t:
-                table.append([batch_size, row, "-", "-", "-", t["error"][:60]])
+                table.append([batch_size, row, "-", "-", "-", "-", t["error"][:60]])
                 continue
             note = _describe(row, amp_used)
-            if row == "official":
-                note += f" (baseline/official {record['baseline_over_official']:.2f})"
-            table.append([batch_size, row, t["seconds_per_update"] * 1e3, t["updates_per_s"],
-                          t.get("speedup_vs_baseline", float("nan")), note])
+            if row == "official" and "baseline_over_official" in record:
+                note += (f" (baseline/official {record['baseline_over_official']:.2f} of minima, "
+                         f"{record['baseline_over_official_of_medians']:.2f} of medians)")
+            table.append([batch_size, row, t["seconds_per_update"] * 1e3, t["min_s"] / 2 * 1e3,
+                          t.get("speedup_vs_baseline", float("nan")),
+                          t.get("speedup_vs_baseline_of_minima", float("nan")), note])
     print_table(f"bench_update: CURL-SAC updates on {device} (frame stack {k}, "
                 f"{args.image_size}->{args.crop_size}, action dim {a}, median of "
                 f"{args.repeats} x 2 updates; trainer default precision: {amp_reason})",
-                ["batch", "row", "ms/update", "updates/s", "vs baseline", "what"], table)
+                ["batch", "row", "median ms", "min ms", "vs baseline", "(of minima)", "what"],
+                table)
     goal = GOAL_SPEEDUP.get(device.type, 2.0)
     default_speedups = {r["batch_size"]: r["rows"].get("ours-default", {}).get(
         "speedup_vs_baseline", 0.0) for r in records}
@@ -227,8 +236,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "baseline_over_official" in record:
             verdict = "within" if record["baseline_faithful"] else "OUTSIDE"
             print(f"[bench_update] batch {record['batch_size']}: baseline / official = "
-                  f"{record['baseline_over_official']:.2f} ({verdict} +-"
-                  f"{BASELINE_TOLERANCE:.0%})")
+                  f"{record['baseline_over_official']:.2f} of the minima ({verdict} +-"
+                  f"{BASELINE_TOLERANCE:.0%}), {record['baseline_over_official_of_medians']:.2f} "
+                  "of the medians")
     write_results("bench_update", results, args.out_dir)
     return results
 

@@ -52,10 +52,14 @@ def import_official(folder: Path) -> tuple[types.ModuleType, types.ModuleType]:
     except ImportError as error:
         raise OfficialCodeError("the official CURL crops need scikit-image: "
                                 "pip install scikit-image") from error
-    if importlib.util.find_spec("gym") is None and "gym" not in sys.modules:
-        stand_in = types.ModuleType("gym")
-        stand_in.Wrapper = object  # utils.FrameStack subclasses it; the update never uses it
-        sys.modules["gym"] = stand_in
+    gym = sys.modules.get("gym")
+    if gym is None:
+        try:
+            gym = importlib.import_module("gym")
+        except ImportError:
+            gym = sys.modules["gym"] = types.ModuleType("gym")
+    if not hasattr(gym, "Wrapper"):
+        gym.Wrapper = object  # utils.FrameStack subclasses it; the update never uses it
     sys.path.insert(0, str(folder))
     try:
         return importlib.import_module("curl_sac"), importlib.import_module("utils")

@@ -1,7 +1,8 @@
 """CURL-SAC presets: overrides of :class:`~curl_moco.rl.config.CurlSacConfig` fields.
 
 - ``curl`` (default): the paper's settings; per-task values (action repeat, lr, batch) are
-  filled in from the task (``--task walker-walk --preset curl``).
+  filled in from the task (``--task walker-walk --preset curl``). It and the per-task presets
+  compile the conv stacks (``compile_mode="default"``, for runs of hours).
 - one preset per CURL benchmark task (``--preset cheetah-run``): the task and its values
   spelled out (action repeat from the paper, lr 2e-4 for cheetah, batch 128 for cartpole as in
   the public script, 512 elsewhere).
@@ -32,11 +33,15 @@ SMOKE: dict[str, Any] = dict(
     eval_episodes=2, checkpoint_every=400, video_size=64,
 )
 
+#: Long runs compile the conv stacks: ~1 min of compilation buys 1.2-1.4x per update on the
+#: CPU (experiments/bench/README.md); the short presets below do not.
+LONG_RUN: dict[str, Any] = dict(compile_mode="default")
+
 CURL_PRESETS: dict[str, dict[str, Any]] = {
-    "curl": {},
+    "curl": dict(LONG_RUN),
     **{
         task: dict(task=task, action_repeat=repeat, lr=CURL_TASK_LR.get(task, CURL_LR),
-                   batch_size=CURL_TASK_BATCH.get(task, CURL_BATCH))
+                   batch_size=CURL_TASK_BATCH.get(task, CURL_BATCH), **LONG_RUN)
         for task, repeat in CURL_ACTION_REPEAT.items()
     },
     "quickstart": QUICKSTART,
