@@ -48,6 +48,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 #: Mixed-precision modes of the training loops: "auto" picks "bf16" where the hardware computes
 #: bf16 dot products natively and "off" (float32) elsewhere.
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
+#: ``torch.compile`` modes of the encoders' conv stacks ("off" = eager; "default" = torch's
+#: default mode; "reduce-overhead" adds CUDA graphs).
+COMPILE_MODES: tuple[str, ...] = ("off", "default", "reduce-overhead", "max-autotune")
 #: /proc/cpuinfo flags of x86 CPUs with native bf16 dot products (AVX512-BF16, AMX-BF16).
 NATIVE_BF16_CPU_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 
@@ -83,20 +86,31 @@ def native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> tu
     return False, f"bf16 is not enabled automatically on {device.type}"
 
 
-def resolve_amp(amp: str, device: torch.device, flags: frozenset[str] | None = None
-                ) -> tuple[str, str]:
+def resolve_amp(amp: str, device: torch.device, flags: frozenset[str] | None = None, *,
+                what: str = "bf16 convolutions") -> tuple[str, str]:
     """``amp`` ("auto" | "bf16" | "off") -> the mode used ("bf16" | "off") and the reason, for
-    the start-up log. "auto" is "bf16" exactly where :func:`native_bf16` holds."""
+    the start-up log (``what`` names what runs in bf16). "auto" is "bf16" exactly where
+    :func:`native_bf16` holds."""
     if amp not in AMP_MODES:
         raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}")
     if amp == "off":
         return "off", "float32 (amp=off)"
     ok, why = native_bf16(device, flags)
     if amp == "bf16":
-        return "bf16", f"bf16 convolutions (amp=bf16; {why})"
+        return "bf16", f"{what} (amp=bf16; {why})"
     if ok:
-        return "bf16", f"bf16 convolutions (amp=auto: {why})"
+        return "bf16", f"{what} (amp=auto: {why})"
     return "off", f"float32 (amp=auto: {why})"
+
+
+def compiled(fn: Any, mode: str) -> Any:
+    """``fn`` under ``torch.compile`` in ``mode`` (one of :data:`COMPILE_MODES`; "off" returns
+    ``fn`` itself)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode={mode!r} is not one of {COMPILE_MODES}")
+    if mode == "off":
+        return fn
+    return torch.compile(fn, mode=None if mode == "default" else mode)
 
 
 # glibc mallopt() parameters (malloc.h)

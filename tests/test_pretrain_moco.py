@@ -14,7 +14,7 @@ from curl_moco.io.config import parse_config
 from curl_moco.pretrain.config import MocoConfig
 from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import LARS, learning_rate, momentum_at
-from curl_moco.pretrain.trainer import build_model, check_config
+from curl_moco.pretrain.trainer import check_config
 from experiments.configs.moco import MOCO_PRESETS
 
 torch.set_num_threads(1)
@@ -118,7 +118,7 @@ def test_presets_carry_the_official_defaults_and_every_field_is_overridable():
     for name in MOCO_PRESETS:
         cfg = parse_config(MocoConfig, ["--preset", name, "--arch", "pixel", "--crop-size", "16",
                                         "--head-hidden", "8", "--data", "x"], MOCO_PRESETS)
-        model = build_model(cfg)
+        model = MoCo.from_config(cfg)
         assert model.symmetric == name.startswith("mocov3")
 
 

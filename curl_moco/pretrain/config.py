@@ -12,6 +12,7 @@ from curl_moco.contrastive.augment import AUGMENT_BACKENDS
 from curl_moco.contrastive.encoders import BACKBONES, HEAD_KINDS
 from curl_moco.io.config import knob
 from curl_moco.pretrain.transforms import AUGMENT_RECIPES
+from curl_moco.runtime import AMP_MODES
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "lars", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
@@ -81,7 +82,11 @@ class MocoConfig:
     max_steps_per_epoch: int = knob(0, "cap on steps per epoch for quick runs; 0 = full epochs")
     # --- runtime
     device: str = knob("auto", "auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)")
-    amp: bool = knob(True, "bf16 autocast on CUDA (ignored on CPU)")
+    amp: str = knob("auto", "bf16 autocast of the whole MoCo forward (backbones, heads, "
+                    "logits; BatchNorm, softmax and the loss run in float32 as autocast decides; "
+                    "weights and SGD stay float32): 'auto' = bf16 where the CPU/GPU has native "
+                    "bf16 dot products (avx512_bf16, amx_bf16, CUDA Ampere+), else float32; "
+                    "'bf16'; 'off' = float32", choices=AMP_MODES)
     channels_last: bool = knob(False, "channels-last memory format (ResNets on GPU)")
     seed: int = knob(0, "seed of model init, data order and augmentation")
     run_dir: str = knob("", "output folder; empty = runs/<name>-<arch>-s<seed>")

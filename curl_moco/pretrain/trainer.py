@@ -42,6 +42,7 @@ from curl_moco.io.checkpoint import (
     save_checkpoint,
 )
 from curl_moco.io.checks import (
+    check_choices,
     check_folder_name,
     check_non_negative,
     check_number,
@@ -65,8 +66,6 @@ from curl_moco.pretrain.distributed import (
 )
 from curl_moco.pretrain.evaluate import extract_features, knn_accuracy
 from curl_moco.pretrain.export import (
-    arch_config,
-    build_backbone,
     export_backbone,
     export_config,
     export_torchvision,
@@ -76,6 +75,7 @@ from curl_moco.pretrain.optim import build_optimizer, learning_rate, momentum_at
 from curl_moco.pretrain.transforms import EvalTransform, ViewAugment
 from curl_moco.runtime import (
     capture_rng_state,
+    resolve_amp,
     resolve_device,
     restore_rng_state,
     seed_everything,
@@ -152,24 +152,9 @@ def check_config(cfg: MocoConfig, world_size: int = 1) -> None:
         raise UsageError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
                          "(--no-shuffle-bn --sync-bn)")
     check_non_negative(cfg, "head_layers")
+    check_choices(cfg)
     check_folder_name("name", cfg.name)
     check_output_dir("run_dir", default_run_dir(cfg))
-
-
-def build_model(cfg: MocoConfig) -> MoCo:
-    """The MoCo module for ``cfg`` (random init from the global RNG; same seed -> same model)."""
-    arch = dict(arch_config(config_to_dict(cfg)), zero_init_residual=cfg.zero_init_residual,
-                stop_grad_patch=cfg.stop_grad_patch)
-    backbone = build_backbone(arch)
-    vit = is_vit(cfg.arch)
-    model = MoCo(backbone, dim=cfg.dim, head=cfg.head, head_hidden=cfg.head_hidden or None,
-                 head_layers=cfg.head_layers or (3 if vit else 2), queue_size=cfg.queue_size,
-                 momentum=cfg.momentum, temperature=cfg.temperature, symmetric=cfg.symmetric,
-                 predictor_hidden=cfg.predictor_hidden, predictor_last_bn=vit,
-                 shuffle_bn=cfg.shuffle_bn, bn_splits=cfg.bn_splits, queue_seed=cfg.seed)
-    if cfg.sync_bn:  # the official v3 code converts the whole model, heads included
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
 
 
 # ---------------------------------------------------------------- the run
@@ -217,7 +202,7 @@ class PretrainRun:
 
         # Model, identical on every rank (same seed), then per-rank augmentation randomness.
         seed_everything(cfg.seed)
-        self.model = build_model(cfg).to(self.device)
+        self.model = MoCo.from_config(cfg).to(self.device)
         if cfg.channels_last and cfg.arch != "pixel":
             self.model.to(memory_format=torch.channels_last)
         normalize = cfg.arch != "pixel"
@@ -237,7 +222,9 @@ class PretrainRun:
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
                 broadcast_buffers=False)
         seed_everything(cfg.seed + 1 + 1000 * ctx.rank)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp, amp_reason = resolve_amp(cfg.amp, self.device, what="bf16 autocast")
+        if ctx.is_main:
+            log.info("precision: %s", amp_reason)
 
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.skipped_total = 0
@@ -358,7 +345,7 @@ class PretrainRun:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         m = momentum_at(self.step, self.total_steps, cfg.momentum, cfg.momentum_schedule)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
             out = self.net(view1, view2, momentum=m)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -378,7 +365,7 @@ class PretrainRun:
                 "batch_per_rank": self.rank_batch, "effective_lr": self.base_lr,
                 "train_items": len(self.train_idx), "val_items": len(self.val_idx),
                 "classes": self.dataset.classes, "steps_per_epoch": self.steps_per_epoch,
-                "total_steps": self.total_steps, "amp_bf16": self.amp,
+                "total_steps": self.total_steps, "amp": self.amp,
             }, indent=2) + "\n")
             # A fresh run clears rows left by an earlier attempt that never checkpointed.
             logger = Logger(self.run_dir, resume_step=self.step if self.resumed else -1,

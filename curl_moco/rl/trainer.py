@@ -238,20 +238,8 @@ class Trainer:
         self.eval_env = self._make_env(derived_seed(cfg.seed, _EVAL_EPISODE, 0), cfg.video_size)
         action_dim = int(np.prod(self.env.action_space.shape))
         obs_shape = self.env.observation_space.shape  # (3k, H, W)
-        self.agent = CurlSacAgent(
-            obs_shape[0], cfg.crop_size, action_dim, feature_dim=cfg.feature_dim,
-            hidden_dim=cfg.hidden_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters,
-            lr=cfg.lr, alpha_lr=cfg.alpha_lr, alpha_beta=cfg.alpha_beta,
-            init_temperature=cfg.init_temperature, discount=cfg.discount,
-            critic_tau=cfg.critic_tau, encoder_tau=cfg.encoder_tau,
-            actor_update_freq=cfg.actor_update_freq, target_update_freq=cfg.target_update_freq,
-            curl_update_freq=cfg.curl_update_freq, curl_latent_dim=cfg.curl_latent_dim,
-            similarity=cfg.similarity, curl_temperature=cfg.curl_temperature,
-            queue_size=cfg.queue_size, augment=cfg.augment, shift_pad=cfg.shift_pad,
-            actor_log_std_min=cfg.actor_log_std_min,
-            actor_log_std_max=cfg.actor_log_std_max, channels_last=cfg.channels_last,
-            fused_adam=cfg.fused_adam, compile_mode=cfg.compile_mode, amp=cfg.amp,
-            device=self.device, seed=derived_seed(cfg.seed, _AGENT))
+        self.agent = CurlSacAgent.from_config(cfg, obs_shape[0], action_dim, device=self.device,
+                                              seed=derived_seed(cfg.seed, _AGENT))
         log.info("precision: %s", self.agent.amp_reason)
         frame_shape = (obs_shape[0] // cfg.frame_stack, *obs_shape[1:])
         self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, cfg.frame_stack, action_dim,

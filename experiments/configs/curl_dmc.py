@@ -3,8 +3,7 @@
 - ``curl`` (default): the paper's settings; per-task values (action repeat, lr, batch) are
   filled in from the task (``--task walker-walk --preset curl``).
 - one preset per CURL benchmark task (``--preset cheetah-run``): the task and its values
-  spelled out (action repeat from the paper, lr 2e-4 for cheetah, batch 128 for cartpole as in
-  the public script, 512 elsewhere).
+  spelled out, from its row of :data:`envs.tasks.CURL_TASKS`.
 - ``quickstart``: a few minutes of real training on cartpole swingup on a laptop CPU
   (smaller images, networks and batch; 2-step-shorter evaluation); every field can still be
   overridden.
@@ -15,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curl_moco.rl.config import CURL_BATCH, CURL_LR, CURL_TASK_BATCH, CURL_TASK_LR
-from envs.registry import CURL_ACTION_REPEAT
+from envs.tasks import CURL_TASKS
 
 QUICKSTART: dict[str, Any] = dict(
     name="quickstart", task="cartpole-swingup", action_repeat=8, image_size=64, crop_size=56,
@@ -35,9 +33,9 @@ SMOKE: dict[str, Any] = dict(
 CURL_PRESETS: dict[str, dict[str, Any]] = {
     "curl": {},
     **{
-        task: dict(task=task, action_repeat=repeat, lr=CURL_TASK_LR.get(task, CURL_LR),
-                   batch_size=CURL_TASK_BATCH.get(task, CURL_BATCH))
-        for task, repeat in CURL_ACTION_REPEAT.items()
+        task: dict(task=task, action_repeat=facts.action_repeat, lr=facts.lr,
+                   batch_size=facts.batch_size)
+        for task, facts in CURL_TASKS.items()
     },
     "quickstart": QUICKSTART,
     "smoke": SMOKE,
