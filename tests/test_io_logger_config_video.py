@@ -16,7 +16,7 @@ from curl_moco.runtime import resolve_device
 
 
 def test_logger_writes_rows_and_tensorboard(tmp_path):
-    with Logger(tmp_path) as logger:
+    with Logger.to_folder(tmp_path) as logger:
         logger.log("train", 10, {"loss": torch.tensor(0.5), "alpha": 0.1})
         logger.log("train", 20, {"loss": 0.25, "alpha": 0.1, "new_metric": 3})
     rows = read_csv(tmp_path / "train.csv")
@@ -27,12 +27,12 @@ def test_logger_writes_rows_and_tensorboard(tmp_path):
 
 
 def test_logger_resume_drops_rows_after_checkpoint_step(tmp_path):
-    with Logger(tmp_path, tensorboard=False) as logger:
+    with Logger.to_folder(tmp_path, tensorboard=False) as logger:
         for step in (10, 20, 30, 40):
             logger.log("train", step, {"loss": step / 10})
         logger.log("eval", 20, {"return": 1.0})
         logger.log("eval", 40, {"return": 2.0})
-    with Logger(tmp_path, resume_step=20, tensorboard=False) as logger:
+    with Logger.to_folder(tmp_path, resume_step=20, tensorboard=False) as logger:
         logger.log("train", 30, {"loss": 9.0})
     train = read_csv(tmp_path / "train.csv")
     assert [(r["step"], r["loss"]) for r in train] == [("10", "1.0"), ("20", "2.0"), ("30", "9.0")]

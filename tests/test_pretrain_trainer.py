@@ -96,10 +96,12 @@ def test_corrupt_or_mismatched_checkpoints_are_refused(digits, tmp_path):
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt"):
-        train(replace(cfg, epochs=2))
+        train(cfg)
     path.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(CheckpointError, match="truncated"):
-        train(replace(cfg, epochs=2))
+        train(cfg)
+    with pytest.raises(ValueError, match="already holds a run.*--no-resume"):
+        train(replace(cfg, resume=False))  # never overwritten
 
 
 _KILLER = """
