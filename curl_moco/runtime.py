@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import random
 from typing import Any
@@ -111,42 +109,6 @@ def compiled(fn: Any, mode: str) -> Any:
     if mode == "off":
         return fn
     return torch.compile(fn, mode=None if mode == "default" else mode)
-
-
-# glibc mallopt() parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit systems
-_kept_freed_memory = False
-
-
-def keep_freed_memory(trim_threshold: int = 4 * 1024 ** 3) -> bool:
-    """On glibc, keep freed blocks up to 32 MiB in the process heap instead of handing them back
-    to the OS (``mallopt``: mmap threshold 32 MiB, trim threshold ``trim_threshold`` bytes).
-
-    A CPU training step allocates and frees the same multi-MiB activation tensors every step;
-    by default glibc may map them afresh from the OS and fault every page in again. Opt-in, not
-    called by the trainers: on the 2-core test machine it made a CURL update 1.12x faster at
-    batch 512 but 0.89-0.90x as fast at batch 128 (``experiments/bench/bench_allocator.py``).
-    The heap then keeps up to the peak working set. Returns whether the setting took effect
-    (False off glibc); calling it again does nothing."""
-    global _kept_freed_memory
-    if _kept_freed_memory:
-        return True
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
-        return False
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
-    _kept_freed_memory = ok
-    if ok:
-        log.info("glibc malloc keeps freed blocks <= 32 MiB (mmap threshold 32 MiB, trim "
-                 "threshold %d MiB)", trim_threshold // 2 ** 20)
-    return ok
 
 
 def seed_everything(seed: int) -> None:

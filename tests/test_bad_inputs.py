@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from digits import write_digits_folder
 
 from curl_moco.io.checkpoint import save_checkpoint
-from curl_moco.pretrain.data import write_digits_folder
 from experiments import (
     collect_frames,
     export_encoder,

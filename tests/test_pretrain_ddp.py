@@ -61,8 +61,9 @@ def _driver(data: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_agree(tmp_path):
+    from digits import write_digits_folder
+
     from curl_moco.io.checkpoint import load_checkpoint
-    from curl_moco.pretrain.data import write_digits_folder
 
     data = write_digits_folder(tmp_path / "digits", size=32, per_class=6)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from digits import write_digits_folder
 from torch import nn
 
 import curl_moco.io.logger as logger_module
@@ -18,7 +19,6 @@ from curl_moco.io.checkpoint import load_checkpoint
 from curl_moco.io.config import parse_config
 from curl_moco.io.encoder_export import load_encoder_into
 from curl_moco.pretrain.config import MocoConfig
-from curl_moco.pretrain.data import write_digits_folder
 from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import LARS
 from curl_moco.pretrain.trainer import train

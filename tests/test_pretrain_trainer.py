@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from digits import write_digits_folder
 
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint
 from curl_moco.io.encoder_export import load_encoder_state
 from curl_moco.io.logger import read_csv
 from curl_moco.pretrain.config import MocoConfig
-from curl_moco.pretrain.data import write_digits_folder
 from curl_moco.pretrain.trainer import train
 
 torch.set_num_threads(1)

@@ -164,7 +164,8 @@ class ReferenceCurlSac:
         # actor and alpha: obs encoded again by the actor and again by the critic
         if self.num_updates % self.actor_update_freq == 0:
             _, pi, log_pi, _ = self._actor_sample(obs)
-            actor_q1, actor_q2 = self.critic.heads(self.critic.encoder(obs, detach_conv=True), pi)
+            detached = self.critic.encoder.forward_conv(obs).detach()  # CURL's detach_encoder
+            actor_q1, actor_q2 = self.critic.heads(self.critic.encoder.head(detached), pi)
             actor_loss = (self.alpha.detach() * log_pi - torch.min(actor_q1, actor_q2)).mean()
             self.actor_optimizer.zero_grad()
             actor_loss.backward()
