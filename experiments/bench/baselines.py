@@ -1,6 +1,9 @@
-"""Straightforward baselines that follow the structure of the original CURL code.
+"""Benchmark baselines that reproduce the structure and cost of the official CURL code
+(stacked replay buffer, CURL's update with its three encoder passes and optimiser layout).
 
-Written here only to be measured against; nothing in the library uses them.
+The one kind of algorithm code allowed in ``experiments/`` (DESIGN.md): written here only to be
+measured against by ``bench_replay`` and ``bench_update``; nothing in the library uses them, and
+they use only the library's public parts (no helpers kept in the library for their sake).
 """
 
 from __future__ import annotations
