@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import random
@@ -50,6 +48,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 #: Mixed-precision modes of the training loops: "auto" picks "bf16" where the hardware computes
 #: bf16 dot products natively and "off" (float32) elsewhere.
 AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
+#: ``torch.compile`` modes of the encoders' conv stacks ("off" = eager; "default" = torch's
+#: default mode; "reduce-overhead" adds CUDA graphs).
+COMPILE_MODES: tuple[str, ...] = ("off", "default", "reduce-overhead", "max-autotune")
 #: /proc/cpuinfo flags of x86 CPUs with native bf16 dot products (AVX512-BF16, AMX-BF16).
 NATIVE_BF16_CPU_FLAGS: tuple[str, ...] = ("avx512_bf16", "amx_bf16")
 
@@ -95,56 +96,31 @@ def cpp_compiler() -> str | None:
     return None
 
 
-def resolve_amp(amp: str, device: torch.device, flags: frozenset[str] | None = None
-                ) -> tuple[str, str]:
+def resolve_amp(amp: str, device: torch.device, flags: frozenset[str] | None = None, *,
+                what: str = "bf16 convolutions") -> tuple[str, str]:
     """``amp`` ("auto" | "bf16" | "off") -> the mode used ("bf16" | "off") and the reason, for
-    the start-up log. "auto" is "bf16" exactly where :func:`native_bf16` holds."""
+    the start-up log (``what`` names what runs in bf16). "auto" is "bf16" exactly where
+    :func:`native_bf16` holds."""
     if amp not in AMP_MODES:
         raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}")
     if amp == "off":
         return "off", "float32 (amp=off)"
     ok, why = native_bf16(device, flags)
     if amp == "bf16":
-        return "bf16", f"bf16 convolutions (amp=bf16; {why})"
+        return "bf16", f"{what} (amp=bf16; {why})"
     if ok:
-        return "bf16", f"bf16 convolutions (amp=auto: {why})"
+        return "bf16", f"{what} (amp=auto: {why})"
     return "off", f"float32 (amp=auto: {why})"
 
 
-# glibc mallopt() parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit systems
-_kept_freed_memory = False
-
-
-def keep_freed_memory(trim_threshold: int = 4 * 1024 ** 3) -> bool:
-    """On glibc, keep freed blocks up to 32 MiB in the process heap instead of handing them back
-    to the OS (``mallopt``: mmap threshold 32 MiB, trim threshold ``trim_threshold`` bytes).
-
-    A CPU training step allocates and frees the same multi-MiB activation tensors every step;
-    by default glibc may map them afresh from the OS and fault every page in again. Opt-in, not
-    called by the trainers: on the 2-core test machine it made a CURL update 1.12x faster at
-    batch 512 but 0.89-0.90x as fast at batch 128 (``experiments/bench/bench_allocator.py``).
-    The heap then keeps up to the peak working set. Returns whether the setting took effect
-    (False off glibc); calling it again does nothing."""
-    global _kept_freed_memory
-    if _kept_freed_memory:
-        return True
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
-        return False
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
-    _kept_freed_memory = ok
-    if ok:
-        log.info("glibc malloc keeps freed blocks <= 32 MiB (mmap threshold 32 MiB, trim "
-                 "threshold %d MiB)", trim_threshold // 2 ** 20)
-    return ok
+def compiled(fn: Any, mode: str) -> Any:
+    """``fn`` under ``torch.compile`` in ``mode`` (one of :data:`COMPILE_MODES`; "off" returns
+    ``fn`` itself)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode={mode!r} is not one of {COMPILE_MODES}")
+    if mode == "off":
+        return fn
+    return torch.compile(fn, mode=None if mode == "default" else mode)
 
 
 def seed_everything(seed: int) -> None:

@@ -14,13 +14,14 @@ from typing import Any
 # name -> module that defines it. Everything is imported on first access (PEP 562), so that
 # `python -m envs.registry` does not find the module pre-imported and `import envs` stays cheap.
 _EXPORTS: dict[str, str] = {
-    "CURL_ACTION_REPEAT": "envs.registry",
-    "DEFAULT_ACTION_REPEAT": "envs.registry",
-    "default_action_repeat": "envs.registry",
-    "list_tasks": "envs.registry",
+    "CURL_ACTION_REPEAT": "envs.tasks",
+    "CURL_TASKS": "envs.tasks",
+    "DEFAULT_ACTION_REPEAT": "envs.tasks",
+    "default_action_repeat": "envs.tasks",
+    "list_tasks": "envs.tasks",
+    "parse_task": "envs.tasks",
+    "task_facts": "envs.tasks",
     "make_env": "envs.registry",
-    "parse_task": "envs.registry",
-    "ActionRepeat": "envs.wrappers",
     "FrameStack": "envs.wrappers",
     "select_gl_backend": "envs.gl",
     "DMCPixelEnv": "envs.dmc",  # the only module that imports dm_control

@@ -15,6 +15,7 @@ import numpy as np
 
 from curl_moco.io.errors import UsageError
 from envs.gl import select_gl_backend
+from envs.tasks import default_camera_id, unknown_task_error
 
 select_gl_backend()
 
@@ -69,13 +70,6 @@ def scale_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nd
     return np.where(bounded, scaled, a)
 
 
-def _unknown_task(domain: str, task: str) -> KeyError:
-    # Imported here: registry imports this module lazily, never at its top level.
-    from envs.registry import unknown_task_error
-
-    return unknown_task_error(f"{domain}-{task}")
-
-
 class DMCPixelEnv(gym.Env):
     """One dm_control suite task observed through a camera, as a gymnasium environment.
 
@@ -120,12 +114,10 @@ class DMCPixelEnv(gym.Env):
         if shadow_size is not None:
             shadow_size = check_positive_int("shadow_size", shadow_size)
         if (domain, task) not in suite.ALL_TASKS:
-            raise _unknown_task(domain, task)
+            raise unknown_task_error(f"{domain}-{task}")
         self.domain, self.task = domain, task
         self.task_name = f"{domain}-{task}"
         if camera_id is None:
-            from envs.registry import default_camera_id
-
             camera_id = default_camera_id(domain)
         self.render_mode = "rgb_array"
 

@@ -1,103 +1,23 @@
-"""Task names ("domain-task"), CURL's action-repeat presets and the :func:`make_env` factory.
+"""The :func:`make_env` factory: a "domain-task" name -> a frame-stacked pixel environment.
 
-Nothing here imports dm_control at module level: the task list is read from
-``dm_control.suite.ALL_TASKS`` on first use (after ``envs.gl`` has chosen the GL backend).
+Task names and per-task facts (action repeat, camera, CURL's hyperparameters and scores) live in
+:mod:`envs.tasks`; nothing here imports dm_control at module level (``envs.dmc`` is imported on
+the first :func:`make_env`, after ``envs.gl`` has chosen the GL backend).
 
 ``python -m envs.registry`` prints every task with its default action repeat.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
 from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 
-from curl_moco.io.errors import UnknownNameError, UsageError
+from curl_moco.io.errors import UsageError
+from envs.tasks import CURL_TASKS, default_action_repeat, list_tasks, parse_task
 
-__all__ = [
-    "CURL_ACTION_REPEAT",
-    "DEFAULT_ACTION_REPEAT",
-    "DEFAULT_CAMERA_ID",
-    "default_action_repeat",
-    "default_camera_id",
-    "list_tasks",
-    "make_env",
-    "parse_task",
-    "unknown_task_error",
-]
-
-#: Action repeats of the CURL paper (Laskin et al. 2020, Table 3 / official scripts), keyed by
-#: task name. They follow PlaNet's per-task choices.
-CURL_ACTION_REPEAT: dict[str, int] = {
-    "finger-spin": 2,
-    "cartpole-swingup": 8,
-    "reacher-easy": 4,
-    "cheetah-run": 4,
-    "walker-walk": 2,
-    "ball_in_cup-catch": 4,
-}
-
-#: Action repeat for every other task. 4 is the value PlaNet, Dreamer and DrQ use as their
-#: task-agnostic default (and the mode of CURL's six presets): at the suite's 10-25 ms control
-#: steps it gives the agent a 40-100 ms reaction time, enough to learn smooth behaviour from
-#: pixels while keeping each 1000-step episode at 250 rendered frames (rendering dominates the
-#: cost), and it shrinks the credit-assignment horizon four-fold.
-DEFAULT_ACTION_REPEAT = 4
-
-#: Camera per domain when ``camera_id`` is None; every other domain uses camera 0, its tracking
-#: or overview camera. Quadruped's camera 0 ("global") looks from 10 m away, where the robot is a
-#: few pixels at 84 px; CURL, DrQ and DrQ-v2 render its camera 2 ("y"), which tracks the body's
-#: centre of mass from the side (quadruped.xml: 0 global, 1 x, 2 y, 3 egocentric).
-DEFAULT_CAMERA_ID: dict[str, int] = {"quadruped": 2}
-
-_LIST_HINT = "run `python -m envs.registry` to list all tasks"
-
-
-@functools.lru_cache(maxsize=1)
-def _all_tasks() -> tuple[tuple[str, str], ...]:
-    from envs.dmc import suite  # selects the GL backend before dm_control is imported
-
-    return tuple((str(d), str(t)) for d, t in suite.ALL_TASKS)
-
-
-def list_tasks() -> list[str]:
-    """Every dm_control suite task as "domain-task", e.g. "cartpole-swingup", "ball_in_cup-catch"
-    (domain names keep dm_control's underscores; the first "-" separates domain from task)."""
-    return [f"{d}-{t}" for d, t in _all_tasks()]
-
-
-def unknown_task_error(name: str) -> KeyError:
-    """A KeyError (and usage error) for an unknown task ``name`` that lists close matches and
-    how to list all."""
-    matches = difflib.get_close_matches(name, list_tasks(), n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
-    return UnknownNameError(f"unknown task {name!r}{hint} ({_LIST_HINT})")
-
-
-def parse_task(name: str) -> tuple[str, str]:
-    """``"ball_in_cup-catch" -> ("ball_in_cup", "catch")``; KeyError for unknown names."""
-    if not isinstance(name, str):
-        raise UnknownNameError(
-            f"task name must be a string like 'cartpole-swingup', got {name!r}")
-    domain, sep, task = name.partition("-")
-    if not sep or (domain, task) not in _all_tasks():
-        raise unknown_task_error(name)
-    return domain, task
-
-
-def default_action_repeat(name: str) -> int:
-    """CURL's action repeat for its six benchmark tasks, :data:`DEFAULT_ACTION_REPEAT` (4)
-    for every other known task; KeyError for unknown names."""
-    parse_task(name)
-    return CURL_ACTION_REPEAT.get(name, DEFAULT_ACTION_REPEAT)
-
-
-def default_camera_id(domain: str) -> int:
-    """Camera rendered when none is given: 2 for quadruped (as CURL/DrQ), else 0."""
-    return DEFAULT_CAMERA_ID.get(domain, 0)
+__all__ = ["main", "make_env"]
 
 
 def make_env(
@@ -177,7 +97,7 @@ def main() -> None:
     width = max(len(t) for t in tasks)
     print(f"{'task':<{width}}  action_repeat")
     for t in tasks:
-        mark = "  (CURL)" if t in CURL_ACTION_REPEAT else ""
+        mark = "  (CURL)" if t in CURL_TASKS else ""
         print(f"{t:<{width}}  {default_action_repeat(t)}{mark}")
     print(f"\n{len(tasks)} tasks; make_env(name, ...) builds any of them.")
 

@@ -13,7 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["ActionRepeat", "FrameStack", "PixelWrapper"]
+__all__ = ["FrameStack", "PixelWrapper"]
 
 
 def _check_k(name: str, k: Any) -> int:
@@ -90,30 +90,3 @@ class FrameStack(PixelWrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._frames.append(obs)
         return self._stacked(), reward, terminated, truncated, info
-
-
-class ActionRepeat(PixelWrapper):
-    """Repeat each action ``k`` times on a generic gymnasium env, summing the rewards and
-    stopping early when the episode ends; returns the last step's observation and info.
-
-    The wrapped env still produces (renders) an observation on every inner step; DMCPixelEnv
-    repeats natively (its ``action_repeat`` argument) so that it renders once per agent step.
-    """
-
-    def __init__(self, env: gym.Env, k: int) -> None:
-        super().__init__(env)
-        self.k = _check_k("action_repeat", k)
-
-    @property
-    def action_repeat(self) -> int:
-        """Environment steps per agent step: ``k`` times any repeat done below this wrapper."""
-        return self.k * super().action_repeat
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        total = 0.0
-        for _ in range(self.k):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total += float(reward)
-            if terminated or truncated:
-                break
-        return obs, total, terminated, truncated, info

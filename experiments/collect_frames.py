@@ -55,7 +55,7 @@ DEFAULT_TASKS: dict[str, str] = {
 
 def resolve_task(name: str) -> tuple[str, str]:
     """``"walker"`` -> ("walker", "walk"); ``"walker-run"`` -> ("walker", "run")."""
-    from envs.registry import list_tasks, parse_task
+    from envs.tasks import list_tasks, parse_task
 
     if "-" in name:
         return parse_task(name)

@@ -1,7 +1,8 @@
 """Frozen-feature evaluation of a pretrained (or randomly initialised) backbone.
 
-    python -m experiments.linear_eval --checkpoint runs/mocov2-pixel-s0/checkpoint.pt
-    python -m experiments.linear_eval --checkpoint runs/mocov2-pixel-s0/checkpoint.pt --random-init
+    python -m experiments.linear_eval --checkpoint runs/mocov2/pixel/seed0/checkpoint.pt
+    python -m experiments.linear_eval --checkpoint runs/mocov2/pixel/seed0/checkpoint.pt \
+        --random-init
     python -m experiments.linear_eval --random-init --arch resnet18 --data DIR --load-size 84 ...
 
 Reports kNN accuracy and linear-probe accuracy of the class (domain) on the held-out split (by

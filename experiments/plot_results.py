@@ -36,20 +36,12 @@ import numpy as np
 
 from curl_moco.io.checks import check_output_dir
 from curl_moco.io.errors import ArgumentParser, UsageError, run_entry_point
+from envs.tasks import CURL_TASKS
 
-#: CURL (Laskin et al. 2020), Table 1, pixel-based CURL, mean of 10 seeds, environment steps.
-CURL_PAPER: dict[str, dict[int, float]] = {
-    "finger-spin": {100_000: 767.0, 500_000: 926.0},
-    "cartpole-swingup": {100_000: 582.0, 500_000: 841.0},
-    "reacher-easy": {100_000: 538.0, 500_000: 929.0},
-    "cheetah-run": {100_000: 299.0, 500_000: 518.0},
-    "walker-walk": {100_000: 403.0, 500_000: 902.0},
-    "ball_in_cup-catch": {100_000: 769.0, 500_000: 959.0},
-}
-#: Other methods at 100k environment steps (CURL paper, Table 1), drawn beside CURL's marks.
+#: CURL paper scores ({env steps: return}) and other methods' 100k scores, from envs/tasks.py.
+CURL_PAPER: dict[str, dict[int, float]] = {t: f.curl_scores for t, f in CURL_TASKS.items()}
 OTHER_METHODS_100K: dict[str, dict[str, float]] = {
-    "cartpole-swingup": {"pixel SAC": 419.0, "SAC+AE": 311.0, "state SAC": 835.0},
-}
+    t: f.other_methods_100k for t, f in CURL_TASKS.items() if f.other_methods_100k}
 #: Variant name of runs stored directly as ``<task>/seed_<s>`` (the benchmark script's CURL).
 DEFAULT_VARIANT = "curl"
 MILESTONES: tuple[int, ...] = (100_000, 500_000)

@@ -19,8 +19,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 STEPS=100000
 SEEDS="1 2 3"
-# Action repeat 2 first (the longest runs), so the parallel slots drain evenly.
-TASKS="walker-walk finger-spin cheetah-run reacher-easy ball_in_cup-catch cartpole-swingup"
+# Default: CURL's tasks from the task table (envs/tasks.py), action repeat 2 first (the longest
+# runs), so the parallel slots drain evenly; read after the options, with $PYTHON.
+TASKS=
 JOBS=6
 DEVICE=cuda
 RUNS_DIR=runs/curl_benchmark
@@ -43,7 +44,7 @@ from its checkpoint (also to extend 100k runs: same --runs-dir, larger --steps).
 Options (default in brackets):
   --steps N          environment steps per run [$STEPS]
   --seeds "S ..."    seeds, space-separated [$SEEDS]
-  --tasks "T ..."    tasks, space-separated [$TASKS]
+  --tasks "T ..."    tasks, space-separated [CURL's six: python -m envs.tasks --curl-tasks]
   --jobs N           runs at a time [$JOBS]
   --device D         cuda | cuda:N | cpu [$DEVICE]
   --runs-dir DIR     where the runs (checkpoints, videos, logs) go [$RUNS_DIR]
@@ -89,9 +90,14 @@ done
 for seed in $SEEDS; do
   [[ "$seed" =~ ^[0-9]+$ ]] || fail_usage "--seeds: '$seed' is not a non-negative integer"
 done
-[ -n "$TASKS" ] || fail_usage "--tasks is empty"
 
 PYTHON="${PYTHON:-.venv/bin/python}"
+if [ -z "$TASKS" ]; then
+  TASKS="$("$PYTHON" -m envs.tasks --curl-tasks)" \
+    || { echo "error: could not read the task list with PYTHON=$PYTHON (python -m envs.tasks" \
+      "--curl-tasks): run scripts/setup.sh or set PYTHON" >&2; exit 2; }
+fi
+[ -n "$TASKS" ] || fail_usage "--tasks is empty"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-$MUJOCO_GL}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"

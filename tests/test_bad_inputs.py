@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from digits import write_digits_folder
 
 from curl_moco.io.checkpoint import save_checkpoint
-from curl_moco.pretrain.data import write_digits_folder
 from experiments import (
     collect_frames,
     export_encoder,
@@ -79,7 +79,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train_dmc", [a for a in RL if a != "{tmp}/rl"][:-1] + ["--name", "a/b"], "name='a/b'"),
     ("train_dmc", RL + ["--task", "walker-walkk"], "unknown task 'walker-walkk'"),
     ("train_dmc", RL + ["--preset", "nope"], "preset='nope'"),
-    ("train_dmc", RL + ["--similarity", "dot"], "--similarity"),
+    ("train_dmc", RL + ["--similarity", "l2"], "--similarity"),
     ("train_dmc", RL + ["--camera-id", "9"], "camera_id=9"),
     ("train_dmc", RL + ["--camera-id", "-2"], "camera_id=-2"),
     ("train_dmc", RL + ["--device", "tpu"], "device='tpu'"),

@@ -147,16 +147,3 @@ def test_reference_baseline_update_learns_with_the_official_crops():
     rows, cols = rng.integers(0, size - crop, batch), rng.integers(0, size - crop, batch)
     for b in range(batch):
         assert np.array_equal(out[b], images[b, :, rows[b]:rows[b] + crop, cols[b]:cols[b] + crop])
-
-
-def test_bench_allocator_times_both_modes_in_fresh_processes(tmp_path):
-    from experiments.bench import bench_allocator
-
-    bench_allocator.main(["--batch-size", "2", "--updates", "1", "--rounds", "1",
-                          "--image-size", "20", "--crop-size", "16", "--hidden-dim", "8",
-                          "--num-layers", "1", "--num-filters", "4", "--out-dir", str(tmp_path)])
-    data = json.loads((tmp_path / "bench_allocator.json").read_text())
-    assert set(data["seconds_per_update"]) == {"default", "kept"}
-    assert all(len(v) == 1 and v[0] > 0 for v in data["seconds_per_update"].values())
-    assert data["speedup_kept_over_default"] == pytest.approx(
-        data["median_seconds_per_update"]["default"] / data["median_seconds_per_update"]["kept"])

@@ -75,17 +75,6 @@ def test_pixel_encoder_forward_is_head_of_conv_and_tanh() -> None:
     assert torch.equal(tanh_enc(x), torch.tanh(enc(x)))
 
 
-def test_pixel_encoder_detach_conv_blocks_conv_gradients() -> None:
-    enc = PixelEncoder(3, 84)
-    x = torch.rand(2, 3, 84, 84)
-    w = torch.randn(2, enc.feature_dim)
-    (enc(x, detach_conv=True) * w).sum().backward()
-    assert all(c.weight.grad is None for c in enc.convs)
-    assert enc.fc.weight.grad is not None and enc.fc.weight.grad.abs().sum() > 0
-    (enc(x) * w).sum().backward()
-    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in enc.convs)
-
-
 def test_tie_conv_weights_shares_storage() -> None:
     critic, actor = PixelEncoder(9, 84), PixelEncoder(9, 84)
     x = torch.rand(2, 9, 84, 84)

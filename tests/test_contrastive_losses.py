@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from curl_moco.contrastive.losses import InfoNCE, info_nce, info_nce_logits, symmetric_info_nce
+from curl_moco.contrastive.losses import InfoNCE, info_nce, info_nce_logits
 
 # Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -150,18 +150,6 @@ def test_gradients_flow_to_query_key_and_w() -> None:
         cos(q, k, neg).loss,
         info_nce(q, k, neg, similarity="cosine", temperature=0.2, in_batch=False).loss,
     )
-
-
-def test_symmetric_info_nce() -> None:
-    torch.manual_seed(0)
-    q1, k1, q2, k2 = (torch.randn(5, 4, dtype=torch.float64) for _ in range(4))
-    temp = 0.2
-    out = symmetric_info_nce(q1, k1, q2, k2, temp)
-    l12, a12 = _hand_loss(q1.tolist(), k2.tolist(), [], "cosine", temp, None, True)
-    l21, a21 = _hand_loss(q2.tolist(), k1.tolist(), [], "cosine", temp, None, True)
-    assert out.loss.item() == pytest.approx(2 * temp * (l12 + l21), rel=1e-12)
-    assert out.accuracy.item() == pytest.approx((a12 + a21) / 2)
-    assert out.logits.shape == (10, 5)
 
 
 def test_bad_settings_are_named() -> None:

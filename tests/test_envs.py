@@ -23,15 +23,15 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.dmc import DMCPixelEnv, scale_action
-from envs.registry import (
+from envs.registry import make_env
+from envs.tasks import (
     CURL_ACTION_REPEAT,
     default_action_repeat,
     default_camera_id,
     list_tasks,
-    make_env,
     parse_task,
 )
-from envs.wrappers import ActionRepeat, FrameStack
+from envs.wrappers import FrameStack
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 48  # small frames keep software rendering cheap
@@ -365,8 +365,6 @@ def test_bad_settings_on_raw_env_and_wrappers(cartpole: DMCPixelEnv) -> None:
         DMCPixelEnv("cartpole", "swingup", image_size=-1)
     with pytest.raises(ValueError, match="frame_stack=0"):
         FrameStack(cartpole, 0)
-    with pytest.raises(ValueError, match="action_repeat=0"):
-        ActionRepeat(cartpole, 0)
     with pytest.raises(KeyError, match="cartpole-swingupp"):
         DMCPixelEnv("cartpole", "swingupp")
 
@@ -417,19 +415,6 @@ def test_frame_stack_wrapper_values() -> None:
     obs, _ = env.reset()
     np.testing.assert_array_equal(obs[:, 0, 0], [0] * 6)
     assert (env.frame_stack, env.action_repeat, env.task_name) == (3, 1, "fake-count")
-
-
-def test_action_repeat_wrapper_sums_and_stops_at_episode_end() -> None:
-    env = FrameStack(ActionRepeat(_CountingEnv(), 2), 2)
-    assert (env.action_repeat, env.frame_stack, env.task_name) == (2, 2, "fake-count")
-    env.reset()
-    _, r, _, trunc, info = env.step(np.zeros(1))
-    assert (r, trunc, info["t"]) == (1.0 + 2.0, False, 2)
-    _, r, _, trunc, info = env.step(np.zeros(1))
-    assert (r, trunc, info["t"]) == (3.0 + 4.0, False, 4)
-    obs, r, _, trunc, info = env.step(np.zeros(1))  # the episode ends after one inner step
-    assert (r, trunc, info["t"]) == (5.0, True, 5)
-    np.testing.assert_array_equal(obs[:, 0, 0], [4, 4, 5, 5])
 
 
 # --------------------------------------------------------------------------- registry

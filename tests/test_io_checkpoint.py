@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pytest
@@ -209,3 +210,40 @@ def test_stale_temporary_files_are_removed(tmp_path):
     assert sorted(removed) == sorted(stale)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "keep.tmp"]
     assert remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def test_run_folder_resume_convention(tmp_path) -> None:
+    """Both trainers' run folders: continue a run of the same config (fields that may change
+    aside, missing fields = their defaults), refuse another run or --no-resume over a checkpoint."""
+    import dataclasses
+
+    from curl_moco.io.run import RunDir
+
+    @dataclasses.dataclass
+    class Toy:
+        lr: float = 0.1
+        depth: int = 2
+        device: str = "cpu"
+
+    folder = RunDir(tmp_path / "run", Toy(), kind="toy", may_change={"device"})
+    assert folder.check(resume=True) is None
+    folder.prepare()
+    assert json.loads(folder.config_path.read_text()) == {"lr": 0.1, "depth": 2, "device": "cpu"}
+    folder.save({"step": 3})
+    same = RunDir(tmp_path / "run", Toy(device="cuda"), kind="toy", may_change={"device"})
+    assert same.check(resume=True) == folder.checkpoint_path
+    assert same.load()["step"] == 3
+    with pytest.raises(CheckpointError, match="lr=0.1, this run has lr=0.2"):
+        RunDir(tmp_path / "run", Toy(lr=0.2), kind="toy", may_change=()).check(resume=True)
+    with pytest.raises(ValueError, match="already holds a run.*--no-resume"):
+        same.check(resume=False)
+    with pytest.raises(CheckpointError, match="'toy' checkpoint, not a 'other' run"):
+        RunDir(tmp_path / "run", Toy(), kind="other", may_change=()).check(resume=True)
+
+    @dataclasses.dataclass
+    class Grown(Toy):
+        width: int = 8  # added after the checkpoint was written: counts as its default
+
+    assert RunDir(tmp_path / "run", Grown(), kind="toy", may_change=()).check(True) is not None
+    with pytest.raises(CheckpointError, match="width=8, this run has width=9"):
+        RunDir(tmp_path / "run", Grown(width=9), kind="toy", may_change=()).check(True)

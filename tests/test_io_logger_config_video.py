@@ -16,7 +16,7 @@ from curl_moco.runtime import resolve_device
 
 
 def test_logger_writes_rows_and_tensorboard(tmp_path):
-    with Logger(tmp_path) as logger:
+    with Logger.to_folder(tmp_path) as logger:
         logger.log("train", 10, {"loss": torch.tensor(0.5), "alpha": 0.1})
         logger.log("train", 20, {"loss": 0.25, "alpha": 0.1, "new_metric": 3})
     rows = read_csv(tmp_path / "train.csv")
@@ -27,12 +27,12 @@ def test_logger_writes_rows_and_tensorboard(tmp_path):
 
 
 def test_logger_resume_drops_rows_after_checkpoint_step(tmp_path):
-    with Logger(tmp_path, tensorboard=False) as logger:
+    with Logger.to_folder(tmp_path, tensorboard=False) as logger:
         for step in (10, 20, 30, 40):
             logger.log("train", step, {"loss": step / 10})
         logger.log("eval", 20, {"return": 1.0})
         logger.log("eval", 40, {"return": 2.0})
-    with Logger(tmp_path, resume_step=20, tensorboard=False) as logger:
+    with Logger.to_folder(tmp_path, resume_step=20, tensorboard=False) as logger:
         logger.log("train", 30, {"loss": 9.0})
     train = read_csv(tmp_path / "train.csv")
     assert [(r["step"], r["loss"]) for r in train] == [("10", "1.0"), ("20", "2.0"), ("30", "9.0")]
@@ -88,16 +88,3 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
-
-
-def test_keep_freed_memory_on_glibc():
-    import platform
-
-    from curl_moco.runtime import keep_freed_memory
-
-    first = keep_freed_memory()
-    if platform.libc_ver()[0] == "glibc":
-        assert first is True
-    assert keep_freed_memory() is first  # idempotent
-    x = torch.ones(4 * 1024 * 1024)  # 16 MiB: still allocates, frees and works
-    assert float(x.sum()) == 4 * 1024 * 1024

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from digits import write_digits_folder
 from PIL import Image
 
 from curl_moco.pretrain.data import (
@@ -16,7 +17,6 @@ from curl_moco.pretrain.data import (
     collate_samples,
     decode_image,
     split_indices,
-    write_digits_folder,
 )
 from curl_moco.pretrain.transforms import EvalTransform, ViewAugment
 

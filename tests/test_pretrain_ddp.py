@@ -24,7 +24,8 @@ def _configs(data: str, out: str) -> dict[str, dict]:
                   load_size=32, crop_size=28, dim=16, head="mlp_bn", head_hidden=32,
                   batch_size=16, epochs=1, lr=0.1,
                   val_fraction=0.2, num_workers=0, tensorboard=False, progress=False,
-                  log_every_steps=1, knn_k=5, device="cpu", seed=5, augment="v2")
+                  log_every_steps=1, knn_k=5, device="cpu", seed=5, augment="v2",
+                  amp="off")
     return {
         # MoCo v2: queue of keys gathered from both ranks, shuffle BN across ranks.
         "v2": dict(common, run_dir=f"{out}/v2", queue_size=64, temperature=0.2,
@@ -60,8 +61,9 @@ def _driver(data: str, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_ranks_agree(tmp_path):
+    from digits import write_digits_folder
+
     from curl_moco.io.checkpoint import load_checkpoint
-    from curl_moco.pretrain.data import write_digits_folder
 
     data = write_digits_folder(tmp_path / "digits", size=32, per_class=6)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))

@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from digits import write_digits_folder
 from torch import nn
 
-from curl_moco.pretrain.data import ImageFolderDataset, split_indices, write_digits_folder
+from curl_moco.pretrain.data import ImageFolderDataset, split_indices
 from curl_moco.pretrain.export import arch_config, build_backbone
 from curl_moco.pretrain.lincls import (
     LinclsSettings,

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from digits import write_digits_folder
 from torch import nn
 
 import curl_moco.io.logger as logger_module
@@ -18,9 +19,9 @@ from curl_moco.io.checkpoint import load_checkpoint
 from curl_moco.io.config import parse_config
 from curl_moco.io.encoder_export import load_encoder_into
 from curl_moco.pretrain.config import MocoConfig
-from curl_moco.pretrain.data import write_digits_folder
+from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import LARS
-from curl_moco.pretrain.trainer import build_model, train
+from curl_moco.pretrain.trainer import train
 from curl_moco.runtime import seed_everything
 from experiments.configs.moco import MOCO_PRESETS
 
@@ -44,7 +45,7 @@ def _preset(name: str, *flags: str) -> MocoConfig:
 
 
 def test_presets_build_the_official_heads():
-    resnet = build_model(_preset("mocov3", "--arch", "resnet50"))
+    resnet = MoCo.from_config(_preset("mocov3", "--arch", "resnet50"))
     assert _layers(resnet.encoder_q.head.net) == [  # moco-v3 MoCo_ResNet: 2-layer projector
         ("Linear", 2048, 4096, False), ("BN", 4096, True), ("ReLU",),
         ("Linear", 4096, 256, False), ("BN", 256, False)]
@@ -58,7 +59,7 @@ def test_presets_build_the_official_heads():
             vit_cfg.symmetric, vit_cfg.queue_size, vit_cfg.epochs) == (
         "vit_small", 16, "adamw", 1.5e-4, 0.1, 40.0, 0.99, "cosine", 0.2, "v3", 0.08, True,
         True, 0, 300)
-    vit = build_model(vit_cfg)
+    vit = MoCo.from_config(vit_cfg)
     assert _layers(vit.encoder_q.head.net) == [  # MoCo_ViT: 3-layer projector
         ("Linear", 384, 4096, False), ("BN", 4096, True), ("ReLU",),
         ("Linear", 4096, 4096, False), ("BN", 4096, True), ("ReLU",),
@@ -69,7 +70,7 @@ def test_presets_build_the_official_heads():
     assert not vit.backbone.conv_proj.weight.requires_grad
     assert not vit.backbone.encoder.pos_embedding.requires_grad
     # --preset mocov3 with a ViT follows the official rule for the arch (head_layers 0 = auto)
-    auto = build_model(_preset("mocov3", "--arch", "vit_micro", "--crop-size", "32",
+    auto = MoCo.from_config(_preset("mocov3", "--arch", "vit_micro", "--crop-size", "32",
                                "--patch-size", "8", "--head-hidden", "8",
                                "--predictor-hidden", "8"))
     assert sum(isinstance(m, nn.Linear) for m in auto.encoder_q.head.net) == 3
@@ -132,7 +133,7 @@ def test_v3_resnet_equals_the_published_model_over_lars_steps():
     cfg = _preset("mocov3", "--arch", "resnet18", "--dim", "16", "--head-hidden", "32",
                   "--predictor-hidden", "32", "--crop-size", "32", "--temperature", "0.5")
     torch.manual_seed(0)
-    ours = build_model(cfg).train()
+    ours = MoCo.from_config(cfg).train()
     reference = PublishedMoCoV3ResNet(16, 32, 0.5).train()
     reference.load_state_dict(_to_reference_keys(ours.state_dict()), strict=True)
     opt_ours = LARS([p for p in ours.parameters() if p.requires_grad], lr=0.5,
@@ -178,7 +179,7 @@ def _vit_cfg(data, run_dir, *flags: str) -> MocoConfig:
         "--dim", "16", "--head-hidden", "32", "--predictor-hidden", "32", "--batch-size", "16",
         "--epochs", "2", "--warmup-epochs", "0.5", "--lr", "1e-3", "--val-fraction", "0.2",
         "--num-workers", "0", "--no-tensorboard", "--no-progress", "--knn-k", "5",
-        "--log-every-steps", "1",
+        "--log-every-steps", "1", "--amp", "off",
         "--device", "cpu", "--seed", "4", *flags], MOCO_PRESETS)
 
 
@@ -193,7 +194,7 @@ def test_tiny_vit_pretrains_exports_and_strict_loads(digits, tmp_path):
     prefix = "encoder_q.backbone."
     frozen = ("conv_proj.weight", "conv_proj.bias", "encoder.pos_embedding")
     seed_everything(cfg.seed)
-    start = build_model(cfg)  # as the trainer seeds it: the initial weights
+    start = MoCo.from_config(cfg)  # as the trainer seeds it: the initial weights
     for key in frozen:  # never trained (the key encoder's EMA of a constant is that constant)
         assert torch.equal(ckpt[prefix + key], start.state_dict()[prefix + key])
     assert not torch.equal(ckpt[prefix + "class_token"], start.state_dict()[prefix + "class_token"])
@@ -201,7 +202,7 @@ def test_tiny_vit_pretrains_exports_and_strict_loads(digits, tmp_path):
     tv.heads = nn.Identity()
     tv.load_state_dict(torch.load(run / "backbone_torchvision.pt", weights_only=True),
                        strict=True)
-    backbone = build_model(cfg).backbone.eval()
+    backbone = MoCo.from_config(cfg).backbone.eval()
     load_encoder_into(backbone, run / "encoder.pt",
                       {"arch": "vit_micro", "image_size": 32, "patch_size": 8})
     x = torch.rand(3, 3, 32, 32)

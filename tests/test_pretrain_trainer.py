@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from digits import write_digits_folder
 
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint
 from curl_moco.io.encoder_export import load_encoder_state
 from curl_moco.io.logger import read_csv
 from curl_moco.pretrain.config import MocoConfig
-from curl_moco.pretrain.data import write_digits_folder
 from curl_moco.pretrain.trainer import train
 
 torch.set_num_threads(1)
@@ -36,7 +36,7 @@ def _cfg(data, run_dir, **kw) -> MocoConfig:
                 feature_dim=16, pixel_layers=2, pixel_filters=8, dim=16, head="mlp",
                 queue_size=32, temperature=0.2, momentum=0.99, batch_size=16, epochs=3,
                 lr=0.5, val_fraction=0.2, num_workers=0, tensorboard=False, progress=False,
-                log_every_steps=1, knn_k=5, device="cpu", seed=3)
+                log_every_steps=1, knn_k=5, device="cpu", seed=3, amp="off")
     return MocoConfig(**{**base, **kw})
 
 
@@ -96,10 +96,12 @@ def test_corrupt_or_mismatched_checkpoints_are_refused(digits, tmp_path):
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="corrupt"):
-        train(replace(cfg, epochs=2))
+        train(cfg)
     path.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(CheckpointError, match="truncated"):
-        train(replace(cfg, epochs=2))
+        train(cfg)
+    with pytest.raises(ValueError, match="already holds a run.*--no-resume"):
+        train(replace(cfg, resume=False))  # never overwritten
 
 
 _KILLER = """
@@ -210,7 +212,8 @@ def test_sigterm_on_one_rank_stops_all_ranks_after_the_same_step(digits, tmp_pat
             "32", "--crop-size", "28", "--feature-dim", "16", "--pixel-layers", "2",
             "--pixel-filters", "8", "--dim", "16", "--queue-size", "32", "--batch-size", "16",
             "--epochs", "1", "--val-fraction", "0.2", "--num-workers", "0", "--no-tensorboard",
-            "--no-progress", "--device", "cpu", "--knn-k", "5", "--log-every-steps", "1"]
+            "--no-progress", "--device", "cpu", "--knn-k", "5", "--log-every-steps", "1",
+            "--amp", "off"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
               "2"]

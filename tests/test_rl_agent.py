@@ -191,8 +191,7 @@ def test_queue_of_negatives() -> None:
     for seed in range(3):
         agent.update(make_batch(16, seed))
     assert int(agent.queue.num_enqueued) == 48 and int(agent.queue.ptr) == 16
-    with pytest.raises(ValueError, match="queue_size"):
-        make_agent(queue_size=32)  # bilinear + queue
+    # (queue + bilinear is refused where the config is validated: test_rl_trainer)
     with pytest.raises(ValueError, match="queue_size=24"):
         make_agent(similarity="cosine", queue_size=24).update(make_batch(16))
 
@@ -378,8 +377,6 @@ def test_curl_update_freq_zero_is_pixel_sac() -> None:
     assert torch.equal(agent.info_nce.W, w0)
     assert not agent.curl_optimizer.state
     assert agent.critic_optimizer.state  # the critic still trains the encoder
-    with pytest.raises(ValueError, match="curl_update_freq"):
-        make_agent(curl_update_freq=-1)
 
 
 def test_shift_augmentation_feeds_render_size_views() -> None:
@@ -423,3 +420,27 @@ def test_compiled_conv_stacks_keep_the_maths() -> None:
         torch.testing.assert_close(compiled[key], eager[key], rtol=1e-4, atol=1e-5, msg=key)
     bf16 = make_agent(compile_mode="default", amp="bf16")
     assert all(torch.isfinite(v).all() for v in bf16.update(make_batch()).values())
+
+
+def test_agent_is_built_from_its_config_in_one_call() -> None:
+    """Every agent knob is a config field of the same name with the same default, and
+    from_config passes each one on (a new knob touches the config and the agent only)."""
+    import dataclasses
+    import inspect
+
+    from curl_moco.rl.config import CurlSacConfig
+
+    fields = {f.name: f for f in dataclasses.fields(CurlSacConfig)}
+    params = inspect.signature(CurlSacAgent.__init__).parameters
+    for name in CurlSacAgent.knob_names():
+        assert name in fields, name
+        if fields[name].default is not None and name != "amp":  # None: CURL's per-task value
+            assert fields[name].default == params[name].default, name
+    cfg = CurlSacConfig(lr=3e-4, hidden_dim=24, feature_dim=12, num_layers=2, num_filters=4,
+                        crop_size=32, curl_latent_dim=8, similarity="cosine",
+                        actor_log_std_min=-5.0, amp="off", channels_last=False)
+    agent = CurlSacAgent.from_config(cfg, 9, 2, seed=3)
+    assert agent.critic_optimizer.param_groups[0]["lr"] == 3e-4
+    assert agent.critic.encoder.feature_dim == 12 and agent.curl_latent_dim == 8
+    assert agent.info_nce.similarity == "cosine" and agent.actor.log_std_min == -5.0
+    assert not agent.channels_last and agent.crop_size == 32

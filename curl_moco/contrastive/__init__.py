@@ -31,7 +31,6 @@ from curl_moco.contrastive.losses import (
     InfoNCEOutput,
     info_nce,
     info_nce_logits,
-    symmetric_info_nce,
 )
 from curl_moco.contrastive.momentum import MomentumEncoder, ema_update
 from curl_moco.contrastive.queue import KeyQueue, gather_from_all_ranks
@@ -66,5 +65,4 @@ __all__ = [
     "resized_crop",
     "sample_color_jitter",
     "sample_resized_crops",
-    "symmetric_info_nce",
 ]

@@ -64,6 +64,10 @@ def crop_at(x: torch.Tensor, offsets: torch.Tensor, size: int) -> torch.Tensor:
     return windows[batch, :, offsets[:, 0], offsets[:, 1]]
 
 
+#: Augmentations of RL frame stacks: "crop" (CURL: random crops) or "shift" (DrQ: pad, crop back).
+STACK_AUGMENTS: tuple[str, ...] = ("crop", "shift")
+
+
 def random_crop(
     x: torch.Tensor,
     size: int,

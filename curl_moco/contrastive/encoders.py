@@ -166,12 +166,9 @@ class PixelEncoder(nn.Module):
         out = self.ln(self.fc(h))
         return torch.tanh(out) if self.output_activation == "tanh" else out
 
-    def forward(self, x: torch.Tensor, detach_conv: bool = False) -> torch.Tensor:
-        """``(B, C, S, S)`` -> ``(B, feature_dim)``; ``detach_conv`` stops gradients into convs."""
-        h = self.forward_conv(x)
-        if detach_conv:
-            h = h.detach()
-        return self.head(h)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, S, S)`` -> ``(B, feature_dim)``."""
+        return self.head(self.forward_conv(x))
 
     def tie_conv_weights_to(self, other: PixelEncoder) -> None:
         """Share ``other``'s conv Parameter objects (weights and biases), as CURL's actor does

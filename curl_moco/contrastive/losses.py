@@ -172,23 +172,3 @@ class InfoNCE(nn.Module):
             f"dim={self.dim}, similarity={self.similarity!r}, "
             f"temperature={self.temperature}, in_batch={self.in_batch}"
         )
-
-
-def symmetric_info_nce(
-    q1: torch.Tensor, k1: torch.Tensor, q2: torch.Tensor, k2: torch.Tensor, temperature: float
-) -> InfoNCEOutput:
-    """MoCo v3's symmetrised loss: ``ctr(q1, k2) + ctr(q2, k1)`` with in-batch cosine InfoNCE,
-    each term scaled by ``2 * temperature`` as in MoCo v3.
-
-    ``q1, q2`` are the query encoder's outputs for views 1 and 2, ``k1, k2`` the key encoder's
-    (all ``(B, D)``). ``accuracy`` is the mean of both directions; ``logits`` is ``(2B, B)``
-    (rows of ``q1`` vs ``k2`` then ``q2`` vs ``k1``).
-    """
-    a = info_nce(q1, k2, similarity="cosine", temperature=temperature)
-    b = info_nce(q2, k1, similarity="cosine", temperature=temperature)
-    scale = 2.0 * temperature
-    return InfoNCEOutput(
-        scale * (a.loss + b.loss),
-        (a.accuracy + b.accuracy) / 2,
-        torch.cat([a.logits, b.logits], dim=0),
-    )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -48,6 +49,16 @@ def check_non_negative(cfg: Any, *names: str) -> None:
     """Each field of ``cfg`` in ``names`` is None or a finite number >= 0."""
     for name in names:
         check_number(name, getattr(cfg, name), low=0)
+
+
+def check_choices(cfg: Any) -> None:
+    """Every field of dataclass ``cfg`` declared with ``knob(..., choices=...)`` holds one of
+    them (the command line checks this too; configs built in Python are checked here)."""
+    for field in dataclasses.fields(cfg):
+        choices = field.metadata.get("choices")
+        value = getattr(cfg, field.name)
+        if choices is not None and value not in choices:
+            raise UsageError(f"{field.name}={value!r} is not one of {tuple(choices)}")
 
 
 def check_seed(name: str, value: int) -> None:

@@ -1,6 +1,10 @@
-"""Metrics to CSV files (one per group, e.g. ``train.csv``, ``eval.csv``) and TensorBoard.
+"""Metrics through a list of sinks: CSV files (one per group, e.g. ``train.csv``, ``eval.csv``),
+TensorBoard, or anything with ``write(group, step, row)``, ``flush()`` and ``close()``.
 
-Every row is flushed when written, so a killed run keeps all rows up to the moment it died.
+The trainers log through :class:`Logger` and never name a sink: a library user adds one (a
+dashboard, a database) by passing it to ``train(cfg, sinks=[...])``.
+
+CSV rows are flushed when written, so a killed run keeps all rows up to the moment it died.
 When a run resumes from a checkpoint taken at step S, rows with ``step > S`` are dropped from the
 CSV files (and purged from TensorBoard): they are logged again by the resumed run, exactly once.
 """
@@ -11,16 +15,73 @@ import csv
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger("curl_moco")
 
+Row = dict[str, "float | int | str"]
+
+
+class MetricSink(Protocol):
+    """Where logged rows go. ``row`` holds ``"step"`` and the metrics as Python scalars."""
+
+    def write(self, group: str, step: int, row: Row) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
 
 class Logger:
-    """CSV + TensorBoard scalar logger rooted at ``run_dir``."""
+    """Sends each row to every sink."""
 
-    def __init__(self, run_dir: str | os.PathLike, *, resume_step: int | None = None,
-                 tensorboard: bool = True) -> None:
+    def __init__(self, sinks: Sequence[MetricSink]) -> None:
+        self.sinks = list(sinks)
+
+    @classmethod
+    def to_folder(cls, run_dir: str | os.PathLike, *, resume_step: int | None = None,
+                  tensorboard: bool = True, sinks: Sequence[MetricSink] = ()) -> Logger:
+        """CSV files in ``run_dir`` (+ TensorBoard in ``run_dir/tb``) and ``sinks``."""
+        return cls([*default_sinks(run_dir, resume_step, tensorboard=tensorboard), *sinks])
+
+    def log(self, group: str, step: int, metrics: dict[str, float]) -> None:
+        """Log one row ``{"step": step, **metrics}`` of ``group`` (tensors become scalars)."""
+        row: Row = {"step": int(step)}
+        row.update({key: _scalar(value) for key, value in metrics.items()})
+        for sink in self.sinks:
+            sink.write(group, int(step), row)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+    def __enter__(self) -> Logger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def default_sinks(run_dir: str | os.PathLike, resume_step: int | None = None, *,
+                  tensorboard: bool = True) -> list[MetricSink]:
+    """The sinks of every run: :class:`CsvSink` and, when ``tensorboard``,
+    :class:`TensorBoardSink` (``resume_step``: drop rows logged after it; None keeps all)."""
+    sinks: list[MetricSink] = [CsvSink(run_dir, resume_step)]
+    if tensorboard:
+        sinks.append(TensorBoardSink(Path(run_dir) / "tb", resume_step))
+    return sinks
+
+
+class CsvSink:
+    """``<run_dir>/<group>.csv``, one column per metric (new metrics widen the file)."""
+
+    def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._headers: dict[str, list[str]] = {}
@@ -30,21 +91,9 @@ class Logger:
                 if dropped:
                     log.info("resume: dropped %d row(s) after step %d from %s",
                              dropped, resume_step, csv_path.name)
-        self._writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
 
-            purge = None if resume_step is None else resume_step + 1
-            self._writer = SummaryWriter(log_dir=str(self.run_dir / "tb"), purge_step=purge)
-
-    def csv_path(self, group: str) -> Path:
-        return self.run_dir / f"{group}.csv"
-
-    def log(self, group: str, step: int, metrics: dict[str, float]) -> None:
-        """Append one row ``{"step": step, **metrics}`` to ``<group>.csv`` and to TensorBoard."""
-        row = {"step": int(step)}
-        row.update({key: _scalar(value) for key, value in metrics.items()})
-        path = self.csv_path(group)
+    def write(self, group: str, step: int, row: Row) -> None:
+        path = self.run_dir / f"{group}.csv"
         header = self._header(group, path)
         if header is None or any(key not in header for key in row):
             header = _merge(header, list(row))
@@ -52,31 +101,39 @@ class Logger:
             self._headers[group] = header
         with open(path, "a", newline="") as f:
             csv.DictWriter(f, fieldnames=header).writerow(row)
-        if self._writer is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self._writer.add_scalar(f"{group}/{key}", value, int(step))
 
-    def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
+    def flush(self) -> None:  # every row is written through
+        pass
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def __enter__(self) -> Logger:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        pass
 
     def _header(self, group: str, path: Path) -> list[str] | None:
         if group not in self._headers and path.is_file() and path.stat().st_size > 0:
             with open(path, newline="") as f:
                 self._headers[group] = next(csv.reader(f))
         return self._headers.get(group)
+
+
+class TensorBoardSink:
+    """TensorBoard scalars ``<group>/<metric>`` in ``log_dir`` (finite numbers only)."""
+
+    def __init__(self, log_dir: str | os.PathLike, resume_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        purge = None if resume_step is None else resume_step + 1
+        self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+
+    def write(self, group: str, step: int, row: Row) -> None:
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                self._writer.add_scalar(f"{group}/{key}", value, step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -12,12 +12,21 @@ from curl_moco.contrastive.augment import AUGMENT_BACKENDS
 from curl_moco.contrastive.encoders import BACKBONES, HEAD_KINDS
 from curl_moco.io.config import knob
 from curl_moco.pretrain.transforms import AUGMENT_RECIPES
+from curl_moco.runtime import AMP_MODES
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "lars", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
 MOMENTUM_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 TARGETS: tuple[str, ...] = ("all", "state", "internal_state", "none")
 PROTOCOLS: tuple[str, ...] = ("features", "linear", "all")
+#: Fields a resumed run may change (the rest, and the world size, must equal the checkpoint's):
+#: where the data and outputs are, devices, speed knobs, logging, monitoring and intervals.
+RESUMABLE_CHANGES = frozenset({
+    "data", "val_data", "num_workers", "name", "device", "amp", "channels_last",
+    "augment_backend", "run_dir", "resume", "checkpoint_every_steps", "log_every_steps",
+    "knn_every_epochs", "knn_k", "knn_temperature", "knn_bank_size", "tensorboard", "progress",
+    "export",
+})
 
 
 @dataclass
@@ -81,12 +90,16 @@ class MocoConfig:
     max_steps_per_epoch: int = knob(0, "cap on steps per epoch for quick runs; 0 = full epochs")
     # --- runtime
     device: str = knob("auto", "auto | cpu | cuda | cuda:N (torchrun: cuda:LOCAL_RANK)")
-    amp: bool = knob(True, "bf16 autocast on CUDA (ignored on CPU)")
+    amp: str = knob("auto", "bf16 autocast of the whole MoCo forward (backbones, heads, "
+                    "logits; BatchNorm, softmax and the loss run in float32 as autocast decides; "
+                    "weights and SGD stay float32): 'auto' = bf16 where the CPU/GPU has native "
+                    "bf16 dot products (avx512_bf16, amx_bf16, CUDA Ampere+), else float32; "
+                    "'bf16'; 'off' = float32", choices=AMP_MODES)
     channels_last: bool = knob(False, "channels-last memory format (ResNets on GPU)")
     seed: int = knob(0, "seed of model init, data order and augmentation")
-    run_dir: str = knob("", "output folder; empty = runs/<name>-<arch>-s<seed>")
-    resume: bool = knob(True, "continue from run_dir/checkpoint.pt when it exists (a checkpoint "
-                              "of another configuration is refused); --no-resume starts over")
+    run_dir: str = knob("", "output folder; empty = runs/<name>/<arch>/seed<seed>")
+    resume: bool = knob(True, "continue from run_dir's checkpoint when it holds one (a run of "
+                              "another configuration is refused; with --no-resume, any run)")
     checkpoint_every_steps: int = knob(0, "extra checkpoints every N steps; 0 = end of epoch only")
     log_every_steps: int = knob(10, "training metrics every N steps")
     knn_every_epochs: int = knob(1, "kNN monitor on the held-out split every N epochs; 0 = off")

@@ -64,15 +64,6 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """``obj`` from rank ``src`` on every rank (identity in a single process)."""
-    if world_size() == 1:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=src)
-    return holder[0]
-
-
 def all_gather_objects(obj: object) -> list[object]:
     """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a single process)."""
     if world_size() == 1:

@@ -19,16 +19,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 
-from curl_moco.contrastive.encoders import ProjectionHead
+from curl_moco.contrastive.encoders import ProjectionHead, is_vit
 from curl_moco.contrastive.losses import info_nce
 from curl_moco.contrastive.momentum import MomentumEncoder
 from curl_moco.contrastive.queue import KeyQueue, gather_from_all_ranks
+from curl_moco.io.config import config_to_dict
 from curl_moco.pretrain.distributed import rank, shuffled_forward, world_size
+from curl_moco.pretrain.export import arch_config, build_backbone
+
+if TYPE_CHECKING:
+    from curl_moco.pretrain.config import MocoConfig
 
 
 class MocoOutput(NamedTuple):
@@ -94,6 +99,23 @@ class MoCo(nn.Module):
                                          last_bn=predictor_last_bn)
                           if predictor_hidden > 0 else None)
         self.queue = KeyQueue(dim, queue_size, seed=queue_seed) if queue_size > 0 else None
+
+    @classmethod
+    def from_config(cls, cfg: MocoConfig) -> nn.Module:
+        """The MoCo module a checked :class:`~curl_moco.pretrain.config.MocoConfig` describes
+        (random init from the global RNG: same seed, same model); wrapped in SyncBatchNorm when
+        ``sync_bn`` (the official v3 code converts the whole model, heads included)."""
+        arch = dict(arch_config(config_to_dict(cfg)), zero_init_residual=cfg.zero_init_residual,
+                    stop_grad_patch=cfg.stop_grad_patch)
+        vit = is_vit(cfg.arch)
+        model = cls(build_backbone(arch), dim=cfg.dim, head=cfg.head,
+                    head_hidden=cfg.head_hidden or None,
+                    head_layers=cfg.head_layers or (3 if vit else 2), queue_size=cfg.queue_size,
+                    momentum=cfg.momentum, temperature=cfg.temperature,
+                    symmetric=cfg.symmetric, predictor_hidden=cfg.predictor_hidden,
+                    predictor_last_bn=vit, shuffle_bn=cfg.shuffle_bn, bn_splits=cfg.bn_splits,
+                    queue_seed=cfg.seed)
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model) if cfg.sync_bn else model
 
     @property
     def backbone(self) -> nn.Module:

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +33,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from curl_moco.contrastive.encoders import conv_output_size, is_vit
 from curl_moco.contrastive.queue import KeyQueue
-from curl_moco.io.checkpoint import (
-    CHECKPOINT_NAME,
-    CheckpointError,
-    check_compatible,
-    latest_checkpoint,
-    load_checkpoint,
-    remove_stale_temp_files,
-    save_checkpoint,
-)
+from curl_moco.io.checkpoint import CheckpointError
 from curl_moco.io.checks import (
+    check_choices,
     check_folder_name,
     check_non_negative,
     check_number,
@@ -49,11 +43,11 @@ from curl_moco.io.checks import (
     check_positive,
     check_seed,
 )
-from curl_moco.io.config import config_to_dict, save_config
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
-from curl_moco.io.logger import Logger
-from curl_moco.pretrain.config import MocoConfig
+from curl_moco.io.logger import Logger, MetricSink
+from curl_moco.io.run import RunDir
+from curl_moco.pretrain.config import RESUMABLE_CHANGES, MocoConfig
 from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
 from curl_moco.pretrain.distributed import (
     DistContext,
@@ -65,8 +59,6 @@ from curl_moco.pretrain.distributed import (
 )
 from curl_moco.pretrain.evaluate import extract_features, knn_accuracy
 from curl_moco.pretrain.export import (
-    arch_config,
-    build_backbone,
     export_backbone,
     export_config,
     export_torchvision,
@@ -76,6 +68,7 @@ from curl_moco.pretrain.optim import build_optimizer, learning_rate, momentum_at
 from curl_moco.pretrain.transforms import EvalTransform, ViewAugment
 from curl_moco.runtime import (
     capture_rng_state,
+    resolve_amp,
     resolve_device,
     restore_rng_state,
     seed_everything,
@@ -84,23 +77,12 @@ from curl_moco.runtime import (
 log = logging.getLogger("curl_moco")
 
 CHECKPOINT_KIND = "moco"
-#: Config fields that must equal the checkpoint's for a run to resume from it.
-RESUME_KEYS: tuple[str, ...] = (
-    "arch", "small_input", "frame_stack", "load_size", "crop_size", "feature_dim", "pixel_layers",
-    "pixel_filters", "dim", "head", "head_hidden", "predictor_hidden", "queue_size", "symmetric",
-    "optimizer", "batch_size", "epochs", "max_steps_per_epoch", "seed", "world_size",
-    "val_fraction", "schedule", "lr", "momentum_schedule", "patch_size", "stop_grad_patch",
-    "head_layers",
-)
-#: Values of resume keys added after some checkpoints were written (what those runs used).
-_KEYS_ADDED_LATER: dict[str, object] = {"patch_size": 16, "stop_grad_patch": True,
-                                        "head_layers": 0}
 #: Largest decoded image side, pixels (a typo such as 22400 would exhaust memory in the workers).
 MAX_IMAGE_SIZE = 4096
 
 
 def default_run_dir(cfg: MocoConfig) -> Path:
-    return Path(cfg.run_dir or f"runs/{cfg.name}-{cfg.arch}-s{cfg.seed}")
+    return Path(cfg.run_dir or f"runs/{cfg.name}/{cfg.arch}/seed{cfg.seed}")
 
 
 def check_config(cfg: MocoConfig, world_size: int = 1) -> None:
@@ -152,24 +134,9 @@ def check_config(cfg: MocoConfig, world_size: int = 1) -> None:
         raise UsageError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
                          "(--no-shuffle-bn --sync-bn)")
     check_non_negative(cfg, "head_layers")
+    check_choices(cfg)
     check_folder_name("name", cfg.name)
     check_output_dir("run_dir", default_run_dir(cfg))
-
-
-def build_model(cfg: MocoConfig) -> MoCo:
-    """The MoCo module for ``cfg`` (random init from the global RNG; same seed -> same model)."""
-    arch = dict(arch_config(config_to_dict(cfg)), zero_init_residual=cfg.zero_init_residual,
-                stop_grad_patch=cfg.stop_grad_patch)
-    backbone = build_backbone(arch)
-    vit = is_vit(cfg.arch)
-    model = MoCo(backbone, dim=cfg.dim, head=cfg.head, head_hidden=cfg.head_hidden or None,
-                 head_layers=cfg.head_layers or (3 if vit else 2), queue_size=cfg.queue_size,
-                 momentum=cfg.momentum, temperature=cfg.temperature, symmetric=cfg.symmetric,
-                 predictor_hidden=cfg.predictor_hidden, predictor_last_bn=vit,
-                 shuffle_bn=cfg.shuffle_bn, bn_splits=cfg.bn_splits, queue_seed=cfg.seed)
-    if cfg.sync_bn:  # the official v3 code converts the whole model, heads included
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
 
 
 # ---------------------------------------------------------------- the run
@@ -177,12 +144,16 @@ class PretrainRun:
     """One pretraining run on one rank: data, model, optimiser, loop, checkpoints (see
     :func:`train`, which also joins and leaves the process group)."""
 
-    def __init__(self, cfg: MocoConfig, ctx: DistContext) -> None:
+    def __init__(self, cfg: MocoConfig, ctx: DistContext,
+                 sinks: Sequence[MetricSink] = ()) -> None:
         self.cfg, self.ctx = cfg, ctx
         self.device = ctx.device
-        self.run_dir = default_run_dir(cfg)
-        self.ckpt_path = self.run_dir / "checkpoint.pt"
-        self.config_dict = dict(config_to_dict(cfg), world_size=ctx.world_size)
+        self.run_folder = RunDir(default_run_dir(cfg), cfg, kind=CHECKPOINT_KIND,
+                          may_change=RESUMABLE_CHANGES, extra={"world_size": ctx.world_size})
+        self.run_dir, self.ckpt_path = self.run_folder.path, self.run_folder.checkpoint_path
+        self.config_dict = self.run_folder.config
+        self.sinks = list(sinks)
+        resume_from = self.run_folder.check(cfg.resume)  # before any work
 
         # Data (decoded on CPU workers; augmented on the device).
         self.dataset = ImageFolderDataset(cfg.data, cfg.load_size, frame_stack=cfg.frame_stack)
@@ -217,7 +188,7 @@ class PretrainRun:
 
         # Model, identical on every rank (same seed), then per-rank augmentation randomness.
         seed_everything(cfg.seed)
-        self.model = build_model(cfg).to(self.device)
+        self.model = MoCo.from_config(cfg).to(self.device)
         if cfg.channels_last and cfg.arch != "pixel":
             self.model.to(memory_format=torch.channels_last)
         normalize = cfg.arch != "pixel"
@@ -237,7 +208,9 @@ class PretrainRun:
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
                 broadcast_buffers=False)
         seed_everything(cfg.seed + 1 + 1000 * ctx.rank)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp, amp_reason = resolve_amp(cfg.amp, self.device, what="bf16 autocast")
+        if ctx.is_main:
+            log.info("precision: %s", amp_reason)
 
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.skipped_total = 0
@@ -245,18 +218,12 @@ class PretrainRun:
         self.epoch_sums = torch.zeros(4, dtype=torch.float64)
         self.last: dict[str, float] = {}
         self.stop = StopSignals()  # installed while run() trains
-        self.resumed = self._maybe_resume()
+        self.resumed = self._resume(resume_from) if resume_from is not None else False
         self._saved_step = self.step if self.resumed else -1
 
     # ------------------------------------------------------------ checkpoints
-    def _maybe_resume(self) -> bool:
-        path = latest_checkpoint(self.run_dir) if self.cfg.resume else None
-        if path is None:
-            return False
-        loaded = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location="cpu")
-        check_compatible({**_KEYS_ADDED_LATER, **loaded["config"]}, self.config_dict,
-                         RESUME_KEYS)
-        payload = loaded["payload"]
+    def _resume(self, path: Path) -> bool:
+        payload = self.run_folder.load(path)
         if payload["train_items"] != len(self.train_idx):
             raise CheckpointError(
                 f"checkpoint was made with {payload['train_items']} training items, this run "
@@ -292,7 +259,7 @@ class PretrainRun:
             "ranks": ranks, "train_items": len(self.train_idx),
             "skipped_total": self.skipped_total, "last": self.last,
         }
-        save_checkpoint(self.ckpt_path, payload, kind=CHECKPOINT_KIND, config=self.config_dict)
+        self.run_folder.save(payload)
 
     def _stop_agreed(self) -> bool:
         """Whether any rank was asked to stop (collective under DDP: every rank calls it at the
@@ -311,7 +278,7 @@ class PretrainRun:
         epochs = self.epoch + self.step_in_epoch / self.steps_per_epoch
         raise TrainingInterrupted(
             self._agreed_signum, f"at step {self.step} (epoch {epochs:.2f} of {self.cfg.epochs})",
-            self.ckpt_path, self.run_dir / "config.json",
+            self.ckpt_path, self.run_folder.config_path,
             () if self.cfg.resume else ("--resume",))
 
     # ------------------------------------------------------------ evaluation
@@ -358,7 +325,7 @@ class PretrainRun:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         m = momentum_at(self.step, self.total_steps, cfg.momentum, cfg.momentum_schedule)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16"):
             out = self.net(view1, view2, momentum=m)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -369,20 +336,17 @@ class PretrainRun:
         cfg, ctx = self.cfg, self.ctx
         logger = None
         if ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp_files(self.run_dir, (CHECKPOINT_NAME, "encoder.pt",
-                                                   "backbone_torchvision.pt"))
-            save_config(cfg, self.run_dir / "config.json")
+            self.run_folder.prepare(outputs=("encoder.pt", "backbone_torchvision.pt"))
             (self.run_dir / "run.json").write_text(json.dumps({
                 "world_size": ctx.world_size, "device": str(self.device),
                 "batch_per_rank": self.rank_batch, "effective_lr": self.base_lr,
                 "train_items": len(self.train_idx), "val_items": len(self.val_idx),
                 "classes": self.dataset.classes, "steps_per_epoch": self.steps_per_epoch,
-                "total_steps": self.total_steps, "amp_bf16": self.amp,
+                "total_steps": self.total_steps, "amp": self.amp,
             }, indent=2) + "\n")
             # A fresh run clears rows left by an earlier attempt that never checkpointed.
-            logger = Logger(self.run_dir, resume_step=self.step if self.resumed else -1,
-                            tensorboard=cfg.tensorboard)
+            logger = self.run_folder.open_logger(self.step if self.resumed else None,
+                                          tensorboard=cfg.tensorboard, sinks=self.sinks)
         try:
             with self.stop:
                 while self.epoch < cfg.epochs:
@@ -476,9 +440,10 @@ class PretrainRun:
             export_torchvision(backbone, self.run_dir / "backbone_torchvision.pt")
 
 
-def train(cfg: MocoConfig) -> dict[str, float]:
+def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = ()) -> dict[str, float]:
     """Pretrain with ``cfg`` in this process (joining torchrun's process group if launched by
-    it). Returns the last epoch's metrics (loss, accuracy, knn_accuracy, ...) and ``step``."""
+    it). Returns the last epoch's metrics (loss, accuracy, knn_accuracy, ...) and ``step``;
+    rank 0 logs to the run folder's CSV files (+ TensorBoard) and to any extra ``sinks``."""
     device = resolve_device(cfg.device)
     ctx = init_distributed(device)
     try:
@@ -487,6 +452,6 @@ def train(cfg: MocoConfig) -> dict[str, float]:
         if cfg.sync_bn and (ctx.device.type != "cuda" or not ctx.distributed):
             raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
                              "in one process use shuffle_bn or plain BN")
-        return PretrainRun(cfg, ctx).run()
+        return PretrainRun(cfg, ctx, sinks).run()
     finally:
         cleanup_distributed()

@@ -45,28 +45,33 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curl_moco.contrastive.augment import center_crop, random_crop, random_shift
+from curl_moco.contrastive.augment import (
+    STACK_AUGMENTS,
+    center_crop,
+    random_crop,
+    random_shift,
+)
 from curl_moco.contrastive.encoders import PixelEncoder
 from curl_moco.contrastive.losses import InfoNCE
 from curl_moco.contrastive.momentum import MomentumEncoder, ema_update
 from curl_moco.contrastive.queue import KeyQueue
 from curl_moco.rl.networks import Actor, Critic
 from curl_moco.rl.replay import ReplayBatch
-from curl_moco.runtime import AMP_MODES, resolve_amp
+from curl_moco.runtime import compiled, resolve_amp
 
-SIMILARITIES = ("bilinear", "cosine")
-COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
-AUGMENTS = ("crop", "shift")
+if TYPE_CHECKING:
+    from curl_moco.rl.config import CurlSacConfig
 
 
 @contextlib.contextmanager
@@ -106,21 +111,10 @@ class CurlSacAgent(nn.Module):
                  fused_adam: bool = True, compile_mode: str = "off", amp: str = "off",
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         super().__init__()
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity={similarity!r} is not one of {SIMILARITIES}")
-        if compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile_mode={compile_mode!r} is not one of {COMPILE_MODES}")
-        if amp not in AMP_MODES:
-            raise ValueError(f"amp={amp!r} is not one of {AMP_MODES}")
-        if augment not in AUGMENTS:
-            raise ValueError(f"augment={augment!r} is not one of {AUGMENTS}")
-        if curl_update_freq < 0:
-            raise ValueError(f"curl_update_freq={curl_update_freq} must be >= 0 (0: no CURL)")
-        if queue_size > 0 and similarity != "cosine":
-            raise ValueError(
-                f"queue_size={queue_size} needs similarity='cosine' (the queue stores "
-                "L2-normalised keys, which bilinear logits of un-normalised features would "
-                "make trivially easy negatives)")
+        # Settings are checked where the config is validated (curl_moco.rl.config.validate);
+        # here only what the parts below do not refuse by themselves.
+        if augment not in STACK_AUGMENTS:
+            raise ValueError(f"augment={augment!r} is not one of {STACK_AUGMENTS}")
         self.device = torch.device(device)
         self.crop_size = int(crop_size)
         self.action_dim = int(action_dim)
@@ -166,10 +160,9 @@ class CurlSacAgent(nn.Module):
             enc.conv_dtype = torch.bfloat16 if self.amp == "bf16" else None
         if self.channels_last:  # NHWC conv weights (and so activations): faster convolutions
             self.to(memory_format=torch.channels_last)
-        if compile_mode != "off":  # the conv stacks hold nearly all of the FLOPs
-            mode = None if compile_mode == "default" else compile_mode
-            for enc in (self.critic.encoder, self.actor.encoder, self.key_encoder.encoder):
-                enc.forward_conv = torch.compile(enc.forward_conv, mode=mode)
+        # the conv stacks hold nearly all of the FLOPs
+        for enc in (self.critic.encoder, self.actor.encoder, self.key_encoder.encoder):
+            enc.forward_conv = compiled(enc.forward_conv, compile_mode)
 
         betas = (0.9, 0.999)
         adam = {"fused": True} if self.fused_adam else {}
@@ -185,6 +178,23 @@ class CurlSacAgent(nn.Module):
                                                 betas=(alpha_beta, 0.999), **adam)
         self.curl_optimizer = torch.optim.Adam(curl_params, lr=lr, betas=betas, **adam)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+
+    @classmethod
+    def knob_names(cls) -> tuple[str, ...]:
+        """The keyword arguments that :meth:`from_config` takes from the config (each is a
+        config field of the same name); ``device`` and ``seed`` are resolved by the caller."""
+        params = inspect.signature(cls.__init__).parameters.values()
+        return tuple(p.name for p in params
+                     if p.kind is p.KEYWORD_ONLY and p.name not in ("device", "seed"))
+
+    @classmethod
+    def from_config(cls, cfg: CurlSacConfig, in_channels: int, action_dim: int, *,
+                    device: torch.device | str = "cpu", seed: int = 0) -> CurlSacAgent:
+        """The agent a validated :class:`~curl_moco.rl.config.CurlSacConfig` describes, for
+        ``(B, in_channels, H, W)`` frame stacks and ``action_dim`` actions. A new agent knob is
+        a keyword argument here and a config field of the same name: nothing else to edit."""
+        knobs = {name: getattr(cfg, name) for name in cls.knob_names()}
+        return cls(in_channels, cfg.crop_size, action_dim, **knobs, device=device, seed=seed)
 
     # ------------------------------------------------------------------ properties
     @property

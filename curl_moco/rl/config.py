@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from curl_moco.contrastive.augment import STACK_AUGMENTS
 from curl_moco.contrastive.encoders import conv_output_size
+from curl_moco.contrastive.losses import SIMILARITIES
 from curl_moco.io.checks import (
+    check_choices,
     check_folder_name,
     check_non_negative,
     check_number,
@@ -26,14 +29,9 @@ from curl_moco.io.checks import (
 )
 from curl_moco.io.config import knob
 from curl_moco.io.errors import UsageError, usage_errors
-from curl_moco.rl.agent import AUGMENTS, COMPILE_MODES
-from curl_moco.runtime import AMP_MODES
+from curl_moco.runtime import AMP_MODES, COMPILE_MODES
+from envs.tasks import parse_task, task_facts
 
-#: CURL's per-task learning rate and batch size (paper appendix and official scripts); the
-#: action repeats live in ``envs.registry.CURL_ACTION_REPEAT``.
-CURL_TASK_LR: dict[str, float] = {"cheetah-run": 2e-4}
-CURL_TASK_BATCH: dict[str, int] = {"cartpole-swingup": 128}
-CURL_LR, CURL_BATCH = 1e-3, 512
 #: CURL's script collects ``init_steps=1000`` *agent* steps of uniform random actions.
 CURL_SEED_AGENT_STEPS = 1000
 
@@ -51,7 +49,7 @@ class CurlSacConfig:
 
     # ---- task and observations
     task: str = knob("cartpole-swingup", "dm_control task, 'domain-task' (python -m "
-                     "envs.registry lists them)")
+                     "envs.registry lists them; envs/tasks.py holds CURL's per-task values)")
     action_repeat: int | None = knob(None, "environment steps per agent step; None = CURL's "
                                      "value for the task (cartpole 8, walker 2, ...)")
     image_size: int = knob(100, "rendered observation size in pixels (H = W)")
@@ -92,15 +90,15 @@ class CurlSacConfig:
                                  "the paper's ablation)")
     curl_latent_dim: int | None = knob(None, "contrastive space size; None/0 = feature_dim "
                                        "(CURL), else a linear projection feature_dim -> this")
-    similarity: str = knob("bilinear", "CURL logits: 'bilinear' (q^T W k, CURL) or 'cosine' "
-                           "(with curl_temperature)", choices=("bilinear", "cosine"))
+    similarity: str = knob("bilinear", "CURL logits: 'bilinear' (q^T W k, CURL), 'cosine' or "
+                           "'dot' (both divided by curl_temperature)", choices=SIMILARITIES)
     curl_temperature: float = knob(1.0, "logit temperature (CURL: 1 with bilinear; ~0.1 "
                                    "suits cosine)")
     queue_size: int = knob(0, "MoCo queue of extra negatives (0 = off, CURL); needs "
                            "similarity='cosine' and a multiple of batch_size")
     augment: str = knob("crop", "image augmentation: 'crop' (CURL: random crop_size crops) or "
                         "'shift' (DrQ: pad shift_pad, random crop back to the render size; needs "
-                        "crop_size = image_size)", choices=AUGMENTS)
+                        "crop_size = image_size)", choices=STACK_AUGMENTS)
     shift_pad: int = knob(4, "pixels of replicate padding of augment='shift' (DrQ: 4)")
     channels_last: bool = knob(True, "NHWC conv weights and activations (faster convolutions "
                                "on CPU and GPU; experiments/bench/bench_update.py)")
@@ -136,12 +134,10 @@ class CurlSacConfig:
 
 
 def task_defaults(task: str) -> dict[str, Any]:
-    """CURL's task-dependent values: ``action_repeat``, ``lr``, ``batch_size``."""
-    from envs.registry import default_action_repeat
-
-    return {"action_repeat": default_action_repeat(task),
-            "lr": CURL_TASK_LR.get(task, CURL_LR),
-            "batch_size": CURL_TASK_BATCH.get(task, CURL_BATCH)}
+    """CURL's task-dependent values: ``action_repeat``, ``lr``, ``batch_size`` (the task's row
+    of :data:`envs.tasks.CURL_TASKS`)."""
+    facts = task_facts(task)
+    return {"action_repeat": facts.action_repeat, "lr": facts.lr, "batch_size": facts.batch_size}
 
 
 def resolve_config(cfg: CurlSacConfig) -> CurlSacConfig:
@@ -173,8 +169,6 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
     Raises :class:`~curl_moco.io.errors.UsageError` (a ``ValueError``; a ``KeyError`` for an
     unknown task) naming the setting and the value given.
     """
-    from envs.registry import parse_task
-
     parse_task(cfg.task)  # UnknownNameError with close matches
     check_positive(cfg, "action_repeat", "image_size", "crop_size", "frame_stack",
                    "episode_length", "steps", "updates_per_step", "replay_capacity",
@@ -200,15 +194,8 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
     if cfg.camera_id is not None and cfg.camera_id < -1:
         raise UsageError(f"camera_id={cfg.camera_id} must be -1 (free camera) or a camera "
                          "index >= 0")
-    if cfg.compile_mode not in COMPILE_MODES:
-        raise UsageError(f"compile_mode={cfg.compile_mode!r} is not one of {COMPILE_MODES}")
-    if cfg.amp not in AMP_MODES:
-        raise UsageError(f"amp={cfg.amp!r} is not one of {AMP_MODES}")
-    if cfg.similarity not in ("bilinear", "cosine"):
-        raise UsageError(f"similarity={cfg.similarity!r} must be 'bilinear' or 'cosine'")
+    check_choices(cfg)
     check_folder_name("name", cfg.name)
-    if cfg.augment not in AUGMENTS:
-        raise UsageError(f"augment={cfg.augment!r} is not one of {AUGMENTS}")
     if cfg.augment == "shift" and cfg.crop_size != cfg.image_size:
         raise UsageError(f"augment='shift' keeps the render size: crop_size={cfg.crop_size} "
                          f"must equal image_size={cfg.image_size} (DrQ: --image-size 84 "

@@ -48,10 +48,7 @@ class Actor(nn.Module):
 
     def __init__(self, encoder: PixelEncoder, action_dim: int, hidden_dim: int = 1024,
                  log_std_min: float = -10.0, log_std_max: float = 2.0) -> None:
-        super().__init__()
-        if not log_std_min < log_std_max:
-            raise ValueError(f"actor_log_std_min={log_std_min} must be < "
-                             f"actor_log_std_max={log_std_max}")
+        super().__init__()  # log_std_min < log_std_max: checked by rl.config.validate
         self.encoder = encoder
         self.action_dim = action_dim
         self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)

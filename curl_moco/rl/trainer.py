@@ -23,10 +23,10 @@ signal during an evaluation abandons that evaluation; the resumed run repeats it
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,21 +35,12 @@ import numpy as np
 import torch
 
 from curl_moco import runtime
-from curl_moco.io.checkpoint import (
-    CHECKPOINT_NAME,
-    CheckpointError,
-    check_compatible,
-    latest_checkpoint,
-    load_checkpoint,
-    read_header,
-    remove_stale_temp_files,
-    save_checkpoint,
-)
-from curl_moco.io.config import config_to_dict, save_config
+from curl_moco.io.checkpoint import CheckpointError
 from curl_moco.io.encoder_export import load_encoder_into
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted
-from curl_moco.io.logger import Logger
+from curl_moco.io.logger import Logger, MetricSink
+from curl_moco.io.run import RunDir
 from curl_moco.io.video import write_video
 from curl_moco.rl.agent import CurlSacAgent
 from curl_moco.rl.config import RESUMABLE_CHANGES, CurlSacConfig, validate
@@ -64,7 +55,6 @@ from curl_moco.runtime import (
 log = logging.getLogger("curl_moco.rl")
 
 CHECKPOINT_KIND = "curl_sac"
-CONFIG_NAME = "config.json"
 #: Streams of seeds derived from the run's seed (numpy SeedSequence spawn keys).
 _TRAIN_EPISODE, _EVAL_EPISODE, _EXPLORE, _REPLAY, _AGENT = range(5)
 
@@ -72,12 +62,6 @@ _TRAIN_EPISODE, _EVAL_EPISODE, _EXPLORE, _REPLAY, _AGENT = range(5)
 def derived_seed(seed: int, *keys: int) -> int:
     """A 31-bit seed for stream ``keys`` of run ``seed`` (independent streams, reproducible)."""
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
-
-
-def identity_keys(cfg: CurlSacConfig) -> list[str]:
-    """Config fields that must match for a run directory to be continued (task first)."""
-    names = [f.name for f in dataclasses.fields(cfg) if f.name not in RESUMABLE_CHANGES]
-    return ["task"] + [n for n in names if n != "task"]
 
 
 @dataclass
@@ -149,7 +133,7 @@ class Trainer:
     checkpoint; :meth:`run` does both and trains.
     """
 
-    def __init__(self, cfg: CurlSacConfig) -> None:
+    def __init__(self, cfg: CurlSacConfig, sinks: Sequence[MetricSink] = ()) -> None:
         with usage_errors():  # validate() only checks settings: its errors are the user's
             self.cfg = validate(cfg)
         self.device = resolve_device(self.cfg.device)
@@ -160,9 +144,11 @@ class Trainer:
                              "one (apt-get install g++) or pass --compile-mode off")
         if self.cfg.threads is not None:
             torch.set_num_threads(self.cfg.threads)
-        self.run_dir = Path(self.cfg.run_dir)
-        self.checkpoint_path: Path | None = None
-        self._check_run_dir()
+        self.run_folder = RunDir(self.cfg.run_dir, self.cfg, kind=CHECKPOINT_KIND,
+                          may_change=RESUMABLE_CHANGES)
+        self.run_dir = self.run_folder.path
+        self.sinks = list(sinks)
+        self.checkpoint_path: Path | None = self.run_folder.check(self.cfg.resume)
         self.env = self.eval_env = None
         self.agent: CurlSacAgent | None = None
         self.replay: ReplayBuffer | None = None
@@ -179,37 +165,6 @@ class Trainer:
         self._pending_periodic = False  # interrupted at an episode end, before eval/checkpoint
         self._replay_restored = False
         self._unsaved_progress = False
-
-    # ------------------------------------------------------------------ run directory
-    def _check_run_dir(self) -> None:
-        """Refuse a run directory that holds another run (or any run when resume is off)."""
-        cfg = self.cfg
-        current = config_to_dict(cfg)
-        keys = identity_keys(cfg)
-        ckpt = latest_checkpoint(self.run_dir)
-        if ckpt is not None:
-            if not cfg.resume:
-                raise UsageError(f"run_dir={str(self.run_dir)!r} already holds a run with a "
-                                 "checkpoint; use another --run-dir, delete it, or drop "
-                                 "--no-resume to continue it")
-            header = read_header(ckpt)  # CheckpointError for a foreign or damaged file
-            if header["kind"] != CHECKPOINT_KIND:
-                raise CheckpointError(f"{ckpt} is a {header['kind']!r} checkpoint, not a "
-                                      f"{CHECKPOINT_KIND!r} training run")
-            check_compatible(header["config"], current, keys,
-                             what=f"run_dir={str(self.run_dir)!r} holds a run that")
-            self.checkpoint_path = ckpt
-            return
-        config_file = self.run_dir / CONFIG_NAME
-        if config_file.is_file():
-            import json
-
-            try:
-                saved = json.loads(config_file.read_text())
-            except json.JSONDecodeError as error:
-                raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
-            check_compatible(saved, current, keys,
-                             what=f"run_dir={str(self.run_dir)!r} holds a run that")
 
     # ------------------------------------------------------------------ construction
     def _make_env(self, seed: int, render_size: int):
@@ -233,56 +188,36 @@ class Trainer:
     def setup(self) -> None:
         """Build environments, agent, replay buffer and logger; restore the checkpoint if any."""
         cfg = self.cfg
-        loaded = None
+        payload = None
         if self.checkpoint_path is not None:  # validate the file before building anything
-            loaded = load_checkpoint(self.checkpoint_path, kind=CHECKPOINT_KIND,
-                                     map_location="cpu")
-            check_compatible(loaded["config"], config_to_dict(cfg), identity_keys(cfg),
-                             what=f"checkpoint {self.checkpoint_path}")
+            payload = self.run_folder.load(self.checkpoint_path)
         seed_everything(cfg.seed)
         self.env = self._make_env(derived_seed(cfg.seed, _TRAIN_EPISODE, 0), cfg.image_size)
         self.eval_env = self._make_env(derived_seed(cfg.seed, _EVAL_EPISODE, 0), cfg.video_size)
         action_dim = int(np.prod(self.env.action_space.shape))
         obs_shape = self.env.observation_space.shape  # (3k, H, W)
-        self.agent = CurlSacAgent(
-            obs_shape[0], cfg.crop_size, action_dim, feature_dim=cfg.feature_dim,
-            hidden_dim=cfg.hidden_dim, num_layers=cfg.num_layers, num_filters=cfg.num_filters,
-            lr=cfg.lr, alpha_lr=cfg.alpha_lr, alpha_beta=cfg.alpha_beta,
-            init_temperature=cfg.init_temperature, discount=cfg.discount,
-            critic_tau=cfg.critic_tau, encoder_tau=cfg.encoder_tau,
-            actor_update_freq=cfg.actor_update_freq, target_update_freq=cfg.target_update_freq,
-            curl_update_freq=cfg.curl_update_freq, curl_latent_dim=cfg.curl_latent_dim,
-            similarity=cfg.similarity, curl_temperature=cfg.curl_temperature,
-            queue_size=cfg.queue_size, augment=cfg.augment, shift_pad=cfg.shift_pad,
-            actor_log_std_min=cfg.actor_log_std_min,
-            actor_log_std_max=cfg.actor_log_std_max, channels_last=cfg.channels_last,
-            fused_adam=cfg.fused_adam, compile_mode=cfg.compile_mode, amp=cfg.amp,
-            device=self.device, seed=derived_seed(cfg.seed, _AGENT))
+        self.agent = CurlSacAgent.from_config(cfg, obs_shape[0], action_dim, device=self.device,
+                                              seed=derived_seed(cfg.seed, _AGENT))
         log.info("precision: %s", self.agent.amp_reason)
         frame_shape = (obs_shape[0] // cfg.frame_stack, *obs_shape[1:])
         self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, cfg.frame_stack, action_dim,
                                    device=self.device, seed=derived_seed(cfg.seed, _REPLAY))
         self.explore_generator.manual_seed(derived_seed(cfg.seed, _EXPLORE))
-        self.run_dir.mkdir(parents=True, exist_ok=True)  # after the environments (camera) work
-        remove_stale_temp_files(self.run_dir)
+        self.run_folder.prepare()  # after the environments (camera) work
 
-        if loaded is not None:
-            self._restore(loaded)
+        if payload is not None:
+            self._restore(payload)
         elif cfg.init_encoder is not None:
             load_encoder_into(self.agent.critic.encoder, cfg.init_encoder,
                               self.agent.encoder_arch())
             self.agent.encoder_loaded()
             log.info("encoder initialised from %s", cfg.init_encoder)
 
-        stale = self.resumed_from is None and any(self.run_dir.glob("*.csv"))
-        resume_step = self.resumed_from if self.resumed_from is not None else (
-            -1 if stale else None)
-        self.logger = Logger(self.run_dir, resume_step=resume_step, tensorboard=cfg.tensorboard)
-        save_config(cfg, self.run_dir / CONFIG_NAME)
+        self.logger = self.run_folder.open_logger(self.resumed_from,
+                                                  tensorboard=cfg.tensorboard, sinks=self.sinks)
 
-    def _restore(self, loaded: dict[str, Any]) -> None:
+    def _restore(self, payload: dict[str, Any]) -> None:
         path = self.checkpoint_path
-        payload = loaded["payload"]
         try:
             self.agent.load_checkpoint_state(payload["agent"])
         except (RuntimeError, KeyError, ValueError) as error:
@@ -354,8 +289,7 @@ class Trainer:
             },
             "rng": capture_rng_state(),
         }
-        path = save_checkpoint(self.run_dir / CHECKPOINT_NAME, payload, kind=CHECKPOINT_KIND,
-                               config=config_to_dict(cfg))
+        path = self.run_folder.save(payload)
         self.checkpoint_path = path
         self._unsaved_progress = False
         return path
@@ -372,7 +306,7 @@ class Trainer:
             self.logger.flush()
         raise TrainingInterrupted(
             self.stop.signum, f"at {self.env_steps} environment steps", path,
-            self.run_dir / CONFIG_NAME, () if self.cfg.resume else ("--resume",))
+            self.run_folder.config_path, () if self.cfg.resume else ("--resume",))
 
     def close(self) -> None:
         for env in (self.env, self.eval_env):
@@ -467,7 +401,7 @@ class Trainer:
                 self.logger.flush()
         result = TrainResult(
             run_dir=self.run_dir, env_steps=self.env_steps, checkpoint=self.checkpoint_path,
-            config_path=self.run_dir / CONFIG_NAME,
+            config_path=self.run_folder.config_path,
             csv_paths=sorted(self.run_dir.glob("*.csv")),
             tensorboard_dir=(self.run_dir / "tb") if cfg.tensorboard else None,
             last_eval=self.last_eval, resumed_from=self.resumed_from, stopped_early=stopped,
@@ -569,9 +503,10 @@ class Trainer:
         return False
 
 
-def train(cfg: CurlSacConfig) -> TrainResult:
-    """Validate ``cfg``, train (resuming when possible) and close everything."""
-    trainer = Trainer(cfg)
+def train(cfg: CurlSacConfig, sinks: Sequence[MetricSink] = ()) -> TrainResult:
+    """Validate ``cfg``, train (resuming when possible) and close everything; metrics go to the
+    run folder's CSV files (+ TensorBoard) and to any extra ``sinks``."""
+    trainer = Trainer(cfg, sinks)
     try:
         return trainer.run()
     finally:

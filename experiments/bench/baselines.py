@@ -1,6 +1,9 @@
-"""Straightforward baselines that follow the structure of the original CURL code.
+"""Benchmark baselines that reproduce the structure and cost of the official CURL code
+(stacked replay buffer, CURL's update with its three encoder passes and optimiser layout).
 
-Written here only to be measured against; nothing in the library uses them.
+The one kind of algorithm code allowed in ``experiments/`` (DESIGN.md): written here only to be
+measured against by ``bench_replay`` and ``bench_update``; nothing in the library uses them, and
+they use only the library's public parts (no helpers kept in the library for their sake).
 """
 
 from __future__ import annotations
@@ -164,7 +167,8 @@ class ReferenceCurlSac:
         # actor and alpha: obs encoded again by the actor and again by the critic
         if self.num_updates % self.actor_update_freq == 0:
             _, pi, log_pi, _ = self._actor_sample(obs)
-            actor_q1, actor_q2 = self.critic.heads(self.critic.encoder(obs, detach_conv=True), pi)
+            detached = self.critic.encoder.forward_conv(obs).detach()  # CURL's detach_encoder
+            actor_q1, actor_q2 = self.critic.heads(self.critic.encoder.head(detached), pi)
             actor_loss = (self.alpha.detach() * log_pi - torch.min(actor_q1, actor_q2)).mean()
             self.actor_optimizer.zero_grad()
             actor_loss.backward()

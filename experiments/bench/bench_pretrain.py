@@ -216,15 +216,15 @@ def moco_step_factory(args: argparse.Namespace, device: torch.device
     """A fresh ResNet-18 MoCo v2 (model + SGD from ``curl_moco.pretrain``) per call; the step
     is what the pretraining loop does after augmentation."""
     from curl_moco.pretrain.config import MocoConfig
+    from curl_moco.pretrain.moco import MoCo
     from curl_moco.pretrain.optim import build_optimizer
-    from curl_moco.pretrain.trainer import build_model
 
     def make() -> Callable[[Any], None]:
         torch.manual_seed(0)
         cfg = MocoConfig(data="unused", arch="resnet18", small_input=False,
                          head="mlp", dim=128, queue_size=args.batch_size * 16,
                          temperature=0.2, batch_size=args.batch_size)
-        model = build_model(cfg).to(device)
+        model = MoCo.from_config(cfg).to(device)
         channels_last = device.type == "cuda"
         if channels_last:
             model.to(memory_format=torch.channels_last)

@@ -4,8 +4,7 @@
   filled in from the task (``--task walker-walk --preset curl``). It and the per-task presets
   compile the conv stacks (``compile_mode="default"``, for runs of hours).
 - one preset per CURL benchmark task (``--preset cheetah-run``): the task and its values
-  spelled out (action repeat from the paper, lr 2e-4 for cheetah, batch 128 for cartpole as in
-  the public script, 512 elsewhere).
+  spelled out, from its row of :data:`envs.tasks.CURL_TASKS`.
 - ``quickstart``: a few minutes of real training on cartpole swingup on a laptop CPU
   (smaller images, networks and batch; 2-step-shorter evaluation); every field can still be
   overridden.
@@ -16,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from curl_moco.rl.config import CURL_BATCH, CURL_LR, CURL_TASK_BATCH, CURL_TASK_LR
-from envs.registry import CURL_ACTION_REPEAT
+from envs.tasks import CURL_TASKS
 
 QUICKSTART: dict[str, Any] = dict(
     name="quickstart", task="cartpole-swingup", action_repeat=8, image_size=64, crop_size=56,
@@ -40,9 +38,9 @@ LONG_RUN: dict[str, Any] = dict(compile_mode="default")
 CURL_PRESETS: dict[str, dict[str, Any]] = {
     "curl": dict(LONG_RUN),
     **{
-        task: dict(task=task, action_repeat=repeat, lr=CURL_TASK_LR.get(task, CURL_LR),
-                   batch_size=CURL_TASK_BATCH.get(task, CURL_BATCH), **LONG_RUN)
-        for task, repeat in CURL_ACTION_REPEAT.items()
+        task: dict(task=task, action_repeat=facts.action_repeat, lr=facts.lr,
+                   batch_size=facts.batch_size, **LONG_RUN)
+        for task, facts in CURL_TASKS.items()
     },
     "quickstart": QUICKSTART,
     "smoke": SMOKE,
