@@ -58,7 +58,8 @@ def build_parser(cls: type, presets: dict[str, dict[str, Any]] | None = None,
         flag = "--" + field.name.replace("_", "-")
         base, optional = _unwrap_optional(hints[field.name])
         default = getattr(defaults, field.name)
-        help_text = f"{field.metadata.get('help', '')} (default: {default!r})"
+        # argparse %-formats help texts: a literal "%" (e.g. "60 %") must be doubled
+        help_text = f"{field.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": field.name, "help": help_text}
         if "choices" in field.metadata:
             kwargs["choices"] = field.metadata["choices"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -444,14 +445,17 @@ def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = ()) -> dict[str, float]
     """Pretrain with ``cfg`` in this process (joining torchrun's process group if launched by
     it). Returns the last epoch's metrics (loss, accuracy, knn_accuracy, ...) and ``step``;
     rank 0 logs to the run folder's CSV files (+ TensorBoard) and to any extra ``sinks``."""
+    # Settings are checked before joining the process group, on every rank: a rank that fails
+    # never leaves the others waiting to connect (torchrun sets WORLD_SIZE for each rank).
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    with usage_errors():  # only checks settings: its errors are the user's
+        check_config(cfg, world_size)
     device = resolve_device(cfg.device)
+    if cfg.sync_bn and (device.type != "cuda" or world_size < 2):
+        raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
+                         "in one process use shuffle_bn or plain BN")
     ctx = init_distributed(device)
     try:
-        with usage_errors():  # only checks settings: its errors are the user's
-            check_config(cfg, ctx.world_size)
-        if cfg.sync_bn and (ctx.device.type != "cuda" or not ctx.distributed):
-            raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
-                             "in one process use shuffle_bn or plain BN")
         return PretrainRun(cfg, ctx, sinks).run()
     finally:
         cleanup_distributed()
