@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torchvision
+from layers import layer_signature
 from torch import nn
 
 from curl_moco.contrastive.encoders import (
@@ -217,16 +218,7 @@ def test_pixel_encoder_curl_init_is_delta_orthogonal():
 
 
 def _layers(head: ProjectionHead) -> list[tuple]:
-    """(type, in, out, bias) for Linear, (type, width, affine) for BatchNorm1d, (type,) else."""
-    out: list[tuple] = []
-    for m in head.net:
-        if isinstance(m, nn.Linear):
-            out.append(("Linear", m.in_features, m.out_features, m.bias is not None))
-        elif isinstance(m, nn.BatchNorm1d):
-            out.append(("BN", m.num_features, m.affine))
-        else:
-            out.append((type(m).__name__,))
-    return out
+    return layer_signature(head.net)
 
 
 def test_v3_heads_have_the_published_layers() -> None:

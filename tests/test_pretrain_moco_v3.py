@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from digits import write_digits_folder
+from layers import layer_signature
 from torch import nn
 
 import curl_moco.io.logger as logger_module
@@ -28,16 +29,7 @@ from experiments.configs.moco import MOCO_PRESETS
 torch.set_num_threads(1)
 
 
-def _layers(seq: nn.Sequential) -> list[tuple]:
-    out: list[tuple] = []
-    for m in seq:
-        if isinstance(m, nn.Linear):
-            out.append(("Linear", m.in_features, m.out_features, m.bias is not None))
-        elif isinstance(m, nn.BatchNorm1d):
-            out.append(("BN", m.num_features, m.affine))
-        else:
-            out.append((type(m).__name__,))
-    return out
+_layers = layer_signature
 
 
 def _preset(name: str, *flags: str) -> MocoConfig:
