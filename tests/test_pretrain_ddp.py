@@ -47,12 +47,12 @@ def _driver(data: str, out: str) -> None:
     """Run both configurations in this rank and save its final model state."""
     from curl_moco.pretrain.config import MocoConfig
     from curl_moco.pretrain.distributed import cleanup_distributed, init_distributed
-    from curl_moco.pretrain.trainer import PretrainRun
+    from curl_moco.pretrain.trainer import Trainer
 
     torch.set_num_threads(1)
     ctx = init_distributed(torch.device("cpu"))
     for name, cfg in _configs(data, out).items():
-        run = PretrainRun(MocoConfig(**cfg), ctx)
+        run = Trainer(MocoConfig(**cfg), ctx)
         result = run.run()
         torch.save({"state": run.model.state_dict(), "result": result,
                     "world": ctx.world_size}, f"{out}/{name}-rank{ctx.rank}.pt")

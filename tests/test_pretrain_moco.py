@@ -11,10 +11,9 @@ import torch.nn.functional as F
 from curl_moco.contrastive.encoders import make_backbone
 from curl_moco.contrastive.losses import info_nce
 from curl_moco.io.config import parse_config
-from curl_moco.pretrain.config import MocoConfig
+from curl_moco.pretrain.config import MocoConfig, validate
 from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import LARS, learning_rate, momentum_at
-from curl_moco.pretrain.trainer import check_config
 from experiments.configs.moco import MOCO_PRESETS
 
 torch.set_num_threads(1)
@@ -126,21 +125,21 @@ def test_presets_carry_the_official_defaults_and_every_field_is_overridable():
 
 def test_startup_checks_name_the_setting():
     ok = dict(data="d", batch_size=32, queue_size=256, load_size=32, crop_size=28)
-    check_config(MocoConfig(**ok))
+    validate(MocoConfig(**ok))
     with pytest.raises(ValueError, match="queue_size=100 must be a multiple of the global batch"):
-        check_config(MocoConfig(**{**ok, "queue_size": 100}))
+        validate(MocoConfig(**{**ok, "queue_size": 100}))
     with pytest.raises(ValueError, match="queue_size=256 must be a multiple of the global batch"):
-        check_config(MocoConfig(**{**ok, "batch_size": 96}), world_size=3)
+        validate(MocoConfig(**{**ok, "batch_size": 96}), world_size=3)
     with pytest.raises(ValueError, match="batch_size=33"):
-        check_config(MocoConfig(**{**ok, "batch_size": 33}), world_size=2)
+        validate(MocoConfig(**{**ok, "batch_size": 33}), world_size=2)
     with pytest.raises(ValueError, match="crop_size=40 is larger than load_size=32"):
-        check_config(MocoConfig(**{**ok, "crop_size": 40}))
+        validate(MocoConfig(**{**ok, "crop_size": 40}))
     with pytest.raises(ValueError, match="data is required"):
-        check_config(MocoConfig(**{**ok, "data": ""}))
+        validate(MocoConfig(**{**ok, "data": ""}))
     with pytest.raises(ValueError, match="sync_bn"):
-        check_config(MocoConfig(**ok, sync_bn=True))
+        validate(MocoConfig(**ok, sync_bn=True))
     with pytest.raises(ValueError, match="bn_splits=3 must divide the per-rank batch 32"):
-        check_config(MocoConfig(**ok, bn_splits=3))
+        validate(MocoConfig(**ok, bn_splits=3))
 
 
 def test_schedules():

@@ -232,14 +232,14 @@ def test_vit_run_resumes_after_a_crash(digits, tmp_path, monkeypatch):
 
 
 def test_vit_startup_checks_name_the_setting():
-    from curl_moco.pretrain.trainer import check_config
+    from curl_moco.pretrain.config import validate
 
     ok = dict(data="d", arch="vit_micro", patch_size=8, load_size=32, crop_size=32,
               queue_size=0, batch_size=16)
-    check_config(MocoConfig(**ok))
+    validate(MocoConfig(**ok))
     with pytest.raises(ValueError, match="crop_size=28 must be a multiple of patch_size=8"):
-        check_config(MocoConfig(**{**ok, "crop_size": 28}))
+        validate(MocoConfig(**{**ok, "crop_size": 28}))
     with pytest.raises(ValueError, match="crop_min=1.0 must be in"):
-        check_config(MocoConfig(**ok, crop_min=1.0))
+        validate(MocoConfig(**ok, crop_min=1.0))
     with pytest.raises(ValueError, match="head_layers=-1 must be >= 0"):
-        check_config(MocoConfig(**ok, head_layers=-1))
+        validate(MocoConfig(**ok, head_layers=-1))

@@ -192,13 +192,13 @@ torch.set_num_threads(1)
 from curl_moco.pretrain import trainer as trainer_module
 from experiments import pretrain_moco
 
-original = trainer_module.PretrainRun.train_step
+original = trainer_module.Trainer.train_step
 def step_then_signal(self, images):
     out = original(self, images)
     if os.environ.get("STOP_RANK") == str(self.ctx.rank) and self.step == 1:
         os.kill(os.getpid(), signal.SIGTERM)  # only this rank is told to stop, during step 2
     return out
-trainer_module.PretrainRun.train_step = step_then_signal
+trainer_module.Trainer.train_step = step_then_signal
 sys.exit(pretrain_moco.cli(sys.argv[1:]))
 """
 

@@ -7,10 +7,22 @@ Named presets (official MoCo v1/v2/v3 defaults) live in ``experiments/configs/mo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from curl_moco.contrastive.augment import AUGMENT_BACKENDS
-from curl_moco.contrastive.encoders import BACKBONES, HEAD_KINDS
+from curl_moco.contrastive.encoders import BACKBONES, HEAD_KINDS, conv_output_size, is_vit
+from curl_moco.contrastive.queue import KeyQueue
+from curl_moco.io.checks import (
+    check_choices,
+    check_folder_name,
+    check_non_negative,
+    check_number,
+    check_output_dir,
+    check_positive,
+    check_seed,
+)
 from curl_moco.io.config import knob
+from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.pretrain.transforms import AUGMENT_RECIPES
 from curl_moco.runtime import AMP_MODES
 
@@ -158,3 +170,67 @@ class LinearEvalConfig:
     device: str = knob("auto", "auto | cpu | cuda | cuda:N")
     seed: int = knob(0, "seed of the random initialisation and of the probe")
     json_out: str = knob("", "also write the results to this JSON file")
+
+
+#: Largest decoded image side, pixels (a typo such as 22400 would exhaust memory in the workers).
+MAX_IMAGE_SIZE = 4096
+
+
+def default_run_dir(cfg: MocoConfig) -> Path:
+    return Path(cfg.run_dir or f"runs/{cfg.name}/{cfg.arch}/seed{cfg.seed}")
+
+
+def validate(cfg: MocoConfig, world_size: int = 1) -> MocoConfig:
+    """Check every setting before any work (none needs the data); returns ``cfg``. Raises
+    :class:`UsageError` naming the offending setting and the value given (e.g. ``lr`` before it
+    is scaled by the batch size)."""
+    if not cfg.data:
+        raise UsageError("data is required: pass --data DIR (an image folder root/<class>/<img>)")
+    check_positive(cfg, "lr", "temperature", "knn_temperature", "load_size", "crop_size",
+                   "frame_stack", "dim", "feature_dim", "pixel_layers", "pixel_filters",
+                   "knn_k", "knn_bank_size", "epochs")
+    check_non_negative(cfg, "weight_decay", "warmup_epochs", "lr_scale_batch", "num_workers",
+                       "checkpoint_every_steps", "knn_every_epochs", "max_steps_per_epoch",
+                       "head_hidden", "predictor_hidden", "log_every_steps")
+    check_seed("seed", cfg.seed)
+    check_number("momentum", cfg.momentum, low=0.0, high=1.0)
+    check_number("sgd_momentum", cfg.sgd_momentum, low=0.0, high=1.0, high_inclusive=False)
+    check_number("val_fraction", cfg.val_fraction, low=0.0, high=1.0, high_inclusive=False)
+    for name in ("load_size", "crop_size"):
+        check_number(name, getattr(cfg, name), high=MAX_IMAGE_SIZE)
+    for milestone in cfg.lr_milestones:
+        check_number("lr_milestones", milestone, low=0.0, high=1.0, low_inclusive=False)
+    if cfg.warmup_epochs > cfg.epochs:
+        raise UsageError(f"warmup_epochs={cfg.warmup_epochs} is longer than epochs={cfg.epochs}")
+    if cfg.batch_size < 1 or cfg.batch_size % world_size != 0:
+        raise UsageError(f"batch_size={cfg.batch_size} (global) must be a positive multiple of "
+                         f"the world size {world_size}")
+    if cfg.queue_size < 0:
+        raise UsageError(f"queue_size={cfg.queue_size} must be >= 0 (0 = in-batch keys only)")
+    if cfg.queue_size > 0:
+        with usage_errors():
+            KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
+    if cfg.symmetric and cfg.queue_size > 0:
+        raise UsageError(f"symmetric=True (MoCo v3) uses in-batch keys: set queue_size=0, not "
+                         f"{cfg.queue_size}")
+    if cfg.crop_size > cfg.load_size:
+        raise UsageError(f"crop_size={cfg.crop_size} is larger than load_size={cfg.load_size}")
+    if cfg.arch == "pixel" and conv_output_size(cfg.crop_size, cfg.pixel_layers) < 1:
+        raise UsageError(f"crop_size={cfg.crop_size} is too small for pixel_layers="
+                         f"{cfg.pixel_layers} conv layers")
+    if is_vit(cfg.arch) and (cfg.patch_size < 1 or cfg.crop_size % cfg.patch_size):
+        raise UsageError(f"crop_size={cfg.crop_size} must be a multiple of patch_size="
+                         f"{cfg.patch_size} for arch={cfg.arch}")
+    if not 0.0 <= cfg.crop_min < 1.0:
+        raise UsageError(f"crop_min={cfg.crop_min} must be in [0, 1) (0 = the recipe's)")
+    if cfg.bn_splits < 1 or (cfg.batch_size // world_size) % cfg.bn_splits:
+        raise UsageError(f"bn_splits={cfg.bn_splits} must divide the per-rank batch "
+                         f"{cfg.batch_size // world_size}")
+    if cfg.sync_bn and cfg.shuffle_bn:
+        raise UsageError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
+                         "(--no-shuffle-bn --sync-bn)")
+    check_non_negative(cfg, "head_layers")
+    check_choices(cfg)
+    check_folder_name("name", cfg.name)
+    check_output_dir("run_dir", default_run_dir(cfg))
+    return cfg

@@ -32,23 +32,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from curl_moco.contrastive.encoders import conv_output_size, is_vit
-from curl_moco.contrastive.queue import KeyQueue
 from curl_moco.io.checkpoint import CheckpointError
-from curl_moco.io.checks import (
-    check_choices,
-    check_folder_name,
-    check_non_negative,
-    check_number,
-    check_output_dir,
-    check_positive,
-    check_seed,
-)
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
 from curl_moco.io.logger import Logger, MetricSink
 from curl_moco.io.run import RunDir
-from curl_moco.pretrain.config import RESUMABLE_CHANGES, MocoConfig
+from curl_moco.pretrain.config import RESUMABLE_CHANGES, MocoConfig, default_run_dir, validate
 from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
 from curl_moco.pretrain.distributed import (
     DistContext,
@@ -78,70 +67,8 @@ from curl_moco.runtime import (
 log = logging.getLogger("curl_moco")
 
 CHECKPOINT_KIND = "moco"
-#: Largest decoded image side, pixels (a typo such as 22400 would exhaust memory in the workers).
-MAX_IMAGE_SIZE = 4096
-
-
-def default_run_dir(cfg: MocoConfig) -> Path:
-    return Path(cfg.run_dir or f"runs/{cfg.name}/{cfg.arch}/seed{cfg.seed}")
-
-
-def check_config(cfg: MocoConfig, world_size: int = 1) -> None:
-    """Start-up checks that need no data: raise :class:`UsageError` naming the offending setting
-    and the value given (e.g. ``lr`` before it is scaled by the batch size)."""
-    if not cfg.data:
-        raise UsageError("data is required: pass --data DIR (an image folder root/<class>/<img>)")
-    check_positive(cfg, "lr", "temperature", "knn_temperature", "load_size", "crop_size",
-                   "frame_stack", "dim", "feature_dim", "pixel_layers", "pixel_filters",
-                   "knn_k", "knn_bank_size", "epochs")
-    check_non_negative(cfg, "weight_decay", "warmup_epochs", "lr_scale_batch", "num_workers",
-                       "checkpoint_every_steps", "knn_every_epochs", "max_steps_per_epoch",
-                       "head_hidden", "predictor_hidden", "log_every_steps")
-    check_seed("seed", cfg.seed)
-    check_number("momentum", cfg.momentum, low=0.0, high=1.0)
-    check_number("sgd_momentum", cfg.sgd_momentum, low=0.0, high=1.0, high_inclusive=False)
-    check_number("val_fraction", cfg.val_fraction, low=0.0, high=1.0, high_inclusive=False)
-    for name in ("load_size", "crop_size"):
-        check_number(name, getattr(cfg, name), high=MAX_IMAGE_SIZE)
-    for milestone in cfg.lr_milestones:
-        check_number("lr_milestones", milestone, low=0.0, high=1.0, low_inclusive=False)
-    if cfg.warmup_epochs > cfg.epochs:
-        raise UsageError(f"warmup_epochs={cfg.warmup_epochs} is longer than epochs={cfg.epochs}")
-    if cfg.batch_size < 1 or cfg.batch_size % world_size != 0:
-        raise UsageError(f"batch_size={cfg.batch_size} (global) must be a positive multiple of "
-                         f"the world size {world_size}")
-    if cfg.queue_size < 0:
-        raise UsageError(f"queue_size={cfg.queue_size} must be >= 0 (0 = in-batch keys only)")
-    if cfg.queue_size > 0:
-        with usage_errors():
-            KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
-    if cfg.symmetric and cfg.queue_size > 0:
-        raise UsageError(f"symmetric=True (MoCo v3) uses in-batch keys: set queue_size=0, not "
-                         f"{cfg.queue_size}")
-    if cfg.crop_size > cfg.load_size:
-        raise UsageError(f"crop_size={cfg.crop_size} is larger than load_size={cfg.load_size}")
-    if cfg.arch == "pixel" and conv_output_size(cfg.crop_size, cfg.pixel_layers) < 1:
-        raise UsageError(f"crop_size={cfg.crop_size} is too small for pixel_layers="
-                         f"{cfg.pixel_layers} conv layers")
-    if is_vit(cfg.arch) and (cfg.patch_size < 1 or cfg.crop_size % cfg.patch_size):
-        raise UsageError(f"crop_size={cfg.crop_size} must be a multiple of patch_size="
-                         f"{cfg.patch_size} for arch={cfg.arch}")
-    if not 0.0 <= cfg.crop_min < 1.0:
-        raise UsageError(f"crop_min={cfg.crop_min} must be in [0, 1) (0 = the recipe's)")
-    if cfg.bn_splits < 1 or (cfg.batch_size // world_size) % cfg.bn_splits:
-        raise UsageError(f"bn_splits={cfg.bn_splits} must divide the per-rank batch "
-                         f"{cfg.batch_size // world_size}")
-    if cfg.sync_bn and cfg.shuffle_bn:
-        raise UsageError("sync_bn=True and shuffle_bn=True are alternatives: pick one "
-                         "(--no-shuffle-bn --sync-bn)")
-    check_non_negative(cfg, "head_layers")
-    check_choices(cfg)
-    check_folder_name("name", cfg.name)
-    check_output_dir("run_dir", default_run_dir(cfg))
-
-
 # ---------------------------------------------------------------- the run
-class PretrainRun:
+class Trainer:
     """One pretraining run on one rank: data, model, optimiser, loop, checkpoints (see
     :func:`train`, which also joins and leaves the process group)."""
 
@@ -449,13 +376,13 @@ def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = ()) -> dict[str, float]
     # never leaves the others waiting to connect (torchrun sets WORLD_SIZE for each rank).
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     with usage_errors():  # only checks settings: its errors are the user's
-        check_config(cfg, world_size)
+        validate(cfg, world_size)
     device = resolve_device(cfg.device)
     if cfg.sync_bn and (device.type != "cuda" or world_size < 2):
         raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
                          "in one process use shuffle_bn or plain BN")
     ctx = init_distributed(device)
     try:
-        return PretrainRun(cfg, ctx, sinks).run()
+        return Trainer(cfg, ctx, sinks).run()
     finally:
         cleanup_distributed()
