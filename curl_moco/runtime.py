@@ -123,6 +123,12 @@ def compiled(fn: Any, mode: str) -> Any:
     return torch.compile(fn, mode=None if mode == "default" else mode)
 
 
+def launched_world_size() -> int:
+    """Number of processes torchrun launched for this run (its ``WORLD_SIZE``; 1 without it).
+    Readable before, and without, joining the process group."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's (CPU and CUDA) global generators."""
     random.seed(seed)

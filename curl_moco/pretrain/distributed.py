@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from curl_moco.contrastive.queue import gather_from_all_ranks
+from curl_moco.runtime import launched_world_size
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def init_distributed(device: torch.device) -> DistContext:
     """Join the process group that torchrun describes (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
     ``MASTER_ADDR``/``PORT``): nccl on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on
     CPU. Returns a single-process context when ``WORLD_SIZE`` is unset or 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     if world <= 1:
         return DistContext(0, 1, 0, device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

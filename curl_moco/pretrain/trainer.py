@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +57,7 @@ from curl_moco.pretrain.optim import build_optimizer, learning_rate, momentum_at
 from curl_moco.pretrain.transforms import EvalTransform, ViewAugment
 from curl_moco.runtime import (
     capture_rng_state,
+    launched_world_size,
     resolve_amp,
     resolve_device,
     restore_rng_state,
@@ -374,7 +374,7 @@ def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = ()) -> dict[str, float]
     rank 0 logs to the run folder's CSV files (+ TensorBoard) and to any extra ``sinks``."""
     # Settings are checked before joining the process group, on every rank: a rank that fails
     # never leaves the others waiting to connect (torchrun sets WORLD_SIZE for each rank).
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     with usage_errors():  # only checks settings: its errors are the user's
         validate(cfg, world_size)
     device = resolve_device(cfg.device)
