@@ -78,7 +78,7 @@ def test_bench_rows_use_the_trainers_default_flags():
         "amp": "off"}
 
 
-def test_bench_update_compares_with_official_code_when_given(tmp_path, monkeypatch):
+def test_bench_update_compares_with_official_code_when_given(tmp_path, monkeypatch, capsys):
     """A folder without the official code is a clear error; with it, the ratio is reported.
     The official code itself is not part of the project: a stand-in with its interface (an
     agent whose update samples the replay buffer) exercises the plumbing."""
@@ -86,6 +86,12 @@ def test_bench_update_compares_with_official_code_when_given(tmp_path, monkeypat
 
     with pytest.raises(OfficialCodeError, match="curl_sac.py"):
         locate(str(tmp_path))
+    from curl_moco.io.errors import run_entry_point
+
+    assert run_entry_point(bench_update.main, ["--official-curl", str(tmp_path)],
+                           prog="experiments.bench.bench_update") == 2
+    err = capsys.readouterr().err
+    assert f"error: --official-curl {tmp_path}: no curl_sac.py" in err and "Traceback" not in err
     monkeypatch.delenv("CURL_OFFICIAL_DIR", raising=False)
     assert locate(None) is None
     try:  # the official code's crops need scikit-image; the stand-in below does not

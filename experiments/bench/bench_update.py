@@ -261,4 +261,8 @@ def _describe(row: str, amp_used: str) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from curl_moco.io.errors import run_entry_point
+
+    sys.exit(run_entry_point(main, prog="experiments.bench.bench_update"))

@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from curl_moco.io.errors import UsageError
+
 ENV_VAR = "CURL_OFFICIAL_DIR"
 
 
-class OfficialCodeError(RuntimeError):
+class OfficialCodeError(UsageError):
     """The official code could not be found or imported (message says why and how to fix)."""
 
 
