@@ -11,7 +11,9 @@ episodes) and writes
   methods' 100k scores) as reference marks;
 - ``<out>/plots/dmc_curves.png``: all tasks on one figure;
 - ``<out>/dmc_table.md``: per task and variant, mean +- std over seeds at 100k and 500k
-  environment steps and at the latest evaluation, beside CURL's numbers.
+  environment steps and at the latest evaluation, beside CURL's numbers, and the wall clock
+  per run (the sum of ``episode_s`` in each seed's ``train.csv``, where present: training
+  episodes only, across resumes, evaluations excluded).
 
 Optionally (when present) ``<results>/moco/<run>/epoch.csv`` (``experiments.pretrain_moco``):
 ``<out>/plots/moco.png`` (loss and kNN accuracy per epoch) and ``<out>/moco_table.md``.
@@ -47,6 +49,8 @@ DEFAULT_VARIANT = "curl"
 MILESTONES: tuple[int, ...] = (100_000, 500_000)
 STEP_COLUMN = "step"
 RETURN_COLUMNS: tuple[str, ...] = ("episode_reward", "mean_return", "return")
+#: ``train.csv`` column with each training episode's wall clock in seconds.
+TIME_COLUMN = "episode_s"
 #: An evaluation counts for a milestone when it lies within this fraction of it.
 TOLERANCE = 0.02
 
@@ -58,6 +62,8 @@ class Curve:
     seed: str
     steps: np.ndarray
     returns: np.ndarray
+    #: Wall clock of the training episodes (s, from ``train.csv``), None without that file.
+    train_seconds: float | None = None
 
     def at(self, step: int) -> float | None:
         """Return of the evaluation nearest to ``step`` (within ``TOLERANCE``), else None."""
@@ -88,6 +94,22 @@ def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([by_step[s] for s in steps], dtype=np.float64)
 
 
+def read_train_seconds(path: Path) -> float | None:
+    """Sum of the ``episode_s`` column (seconds per training episode) of a ``train.csv``; None
+    when the file or the column is absent. Resumed runs keep their earlier rows, so the sum
+    covers every session of a run."""
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or TIME_COLUMN not in rows[0]:
+        return None
+    try:
+        return sum(float(r[TIME_COLUMN]) for r in rows if r[TIME_COLUMN])
+    except ValueError as error:
+        raise UsageError(f"{path}: a {TIME_COLUMN!r} value is not a number ({error})") from error
+
+
 def _seed_curves(folder: Path) -> list[Curve]:
     curves = []
     for seed_dir in sorted(folder.glob("seed_*"), key=_seed_key):
@@ -95,7 +117,8 @@ def _seed_curves(folder: Path) -> list[Curve]:
         if path.is_file():
             steps, returns = read_eval_csv(path)
             if steps.size:
-                curves.append(Curve(seed_dir.name.removeprefix("seed_"), steps, returns))
+                curves.append(Curve(seed_dir.name.removeprefix("seed_"), steps, returns,
+                                    read_train_seconds(seed_dir / "train.csv")))
     return curves
 
 
@@ -146,8 +169,8 @@ def dmc_table(data: dict[str, dict[str, list[Curve]]]) -> str:
     evaluation, beside CURL's published scores (and other methods' where known)."""
     lines = [
         "| task | variant | ours 100k | CURL 100k | ours - CURL (100k) | ours 500k | CURL 500k "
-        "| ours, latest evaluation |",
-        "|---|---|---|---|---|---|---|---|",
+        "| ours, latest evaluation | wall clock per run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     tasks = list(CURL_PAPER) + sorted(set(data) - set(CURL_PAPER))
     for task in tasks:
@@ -173,17 +196,30 @@ def dmc_table(data: dict[str, dict[str, list[Curve]]]) -> str:
                              f"(n={len(last)})")
             else:
                 cells.append("–")
+            cells.append(_wall_clock(curves))
             lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Environment steps (agent steps x action repeat); ours: mean ± std over seeds "
-                 "of the mean return of the evaluation episodes (deterministic policy), at the "
+    lines.append("Environment steps (agent steps x action repeat); ours: mean ± std (ddof 0) "
+                 "over seeds of the mean return of the evaluation episodes (deterministic "
+                 "policy), at the "
                  f"evaluation within {TOLERANCE:.0%} of the step count; CURL: Laskin et al. "
-                 "2020, Table 1 (mean of 10 seeds).")
+                 "2020, Table 1 (mean of 10 seeds). Wall clock per run: mean (min-max) over "
+                 "seeds of the training episodes' time in train.csv (evaluations excluded; "
+                 "the machine and load are in each run's notes).")
     others = [f"{task}: " + ", ".join(f"{m} {v:.0f}" for m, v in methods.items())
               for task, methods in OTHER_METHODS_100K.items() if task in data]
     if others:
         lines.append("Other methods at 100k in the same table: " + "; ".join(others) + ".")
     return "\n".join(lines) + "\n"
+
+
+def _wall_clock(curves: Sequence[Curve]) -> str:
+    """``"86 min (n=1)"`` or ``"70 min (61-82, n=3)"`` over the seeds with a train.csv."""
+    minutes = [c.train_seconds / 60 for c in curves if c.train_seconds is not None]
+    if not minutes:
+        return "–"
+    spread = f"{min(minutes):.0f}-{max(minutes):.0f}, " if len(minutes) > 1 else ""
+    return f"{np.mean(minutes):.0f} min ({spread}n={len(minutes)})"
 
 
 def _plt():

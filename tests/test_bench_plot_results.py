@@ -55,8 +55,24 @@ def test_variants_get_their_own_rows_and_curves(tmp_path):
     # curl at 100k: 400, 440, 480 -> 440 +- 32.7; no_curl: 200, 220 -> 210 +- 10
     assert any("| curl | 440 ± 33 (n=3) | 582 | -142 |" in line for line in lines)
     assert any("| no_curl | 210 ± 10 (n=2) | 582 | -372 |" in line for line in lines)
-    assert "pixel SAC 419" in table and "SAC+AE 311" in table
+    assert "pixel SAC (no augmentation) 419" in table and "SAC+AE 311" in table
     assert (out / "plots" / "cartpole-swingup.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_wall_clock_per_run_sums_training_episodes(tmp_path):
+    """The table's last column: per seed the sum of train.csv's episode_s (across resumes),
+    mean and range over the seeds that have one; '–' without train.csv."""
+    for seed, episode_s in ((1, 30.0), (2, 60.0)):
+        write_run(tmp_path, "cartpole-swingup", seed, [(100_000, 500.0)], variant="curl")
+        rows = [f"{1000 * (i + 1)},{i},{episode_s}" for i in range(100)]
+        (tmp_path / "dmc/cartpole-swingup/curl" / f"seed_{seed}" / "train.csv").write_text(
+            "step,episode,episode_s\n" + "\n".join(rows) + "\n")
+    write_run(tmp_path, "cartpole-swingup", 1, [(100_000, 300.0)], variant="no_curl")
+    table = plot_results.dmc_table(plot_results.load_dmc(tmp_path))
+    lines = {line.split(" | ")[1]: line for line in table.splitlines()
+             if line.startswith("| cartpole-swingup")}
+    assert lines["curl"].endswith("| 75 min (50-100, n=2) |")  # 100 x 30 s and 100 x 60 s
+    assert lines["no_curl"].endswith("| – |")
 
 
 def test_milestones_and_band():
