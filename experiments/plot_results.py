@@ -247,11 +247,11 @@ def draw_task(ax, task: str, variants: dict[str, list[Curve]]) -> None:
     reached = [step for step in CURL_PAPER.get(task, {}) if step <= 1.05 * longest]
     for step in reached:
         ax.scatter([step / 1e3], [CURL_PAPER[task][step]], marker="*", s=140, color="tab:red",
-                   zorder=5, label="CURL (paper)" if step == reached[0] else None)
+                   zorder=5, label="CURL, paper" if step == reached[0] else None)
     if 100_000 in reached:
         for (method, value), marker in zip(OTHER_METHODS_100K.get(task, {}).items(), "ovs^"):
             ax.scatter([100], [value], marker=marker, s=50, color="black", zorder=5,
-                       label=f"{method} (paper)")
+                       label=f"{method}, paper")
     ax.set_title(task)
     ax.set_xlabel("environment steps (thousands)")
     ax.set_ylabel("evaluation return")
