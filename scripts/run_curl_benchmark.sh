@@ -7,6 +7,8 @@
 #   scripts/run_curl_benchmark.sh --steps 500000 --seeds "1 2 3 4 5"
 #   scripts/run_curl_benchmark.sh --tasks "walker-walk" --seeds 1 -- --batch-size 256
 #   scripts/run_curl_benchmark.sh --collect-only          # copy logs of finished/partial runs, plot
+#   scripts/run_curl_benchmark.sh --device cpu --jobs 2 --tasks cartpole-swingup \
+#       --variant no_curl -- --curl-update-freq 0 --threads 1    # an ablation, 2 runs on 2 cores
 #   scripts/run_curl_benchmark.sh --bench                 # also the GPU speed benchmarks
 #   scripts/run_curl_benchmark.sh --moco                  # also a MoCo v2 run on DMC frames
 #
@@ -26,6 +28,7 @@ JOBS=6
 DEVICE=cuda
 RUNS_DIR=runs/curl_benchmark
 RESULTS_DIR=experiments/results
+VARIANT=
 COLLECT_ONLY=0
 DRY_RUN=0
 BENCH=0
@@ -49,6 +52,9 @@ Options (default in brackets):
   --device D         cuda | cuda:N | cpu [$DEVICE]
   --runs-dir DIR     where the runs (checkpoints, videos, logs) go [$RUNS_DIR]
   --results-dir DIR  where the small logs, plots and tables go [$RESULTS_DIR]
+  --variant NAME     name the runs (an ablation: pass its flags after --): they go to
+                     RUNS/<task>/NAME/seed_<s> and RESULTS/dmc/<task>/NAME/seed_<s>, a curve
+                     and table row of their own [none: the CURL runs, <task>/seed_<s>]
   --collect-only     only copy the logs of finished/partial runs and plot
   --dry-run          print the training commands and exit
   --bench            also run the GPU speed benchmarks
@@ -69,7 +75,7 @@ need_int() {  # flag, value: a positive integer
 }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --steps|--seeds|--tasks|--jobs|--device|--runs-dir|--results-dir)
+    --steps|--seeds|--tasks|--jobs|--device|--runs-dir|--results-dir|--variant)
       need_value "$1" "$#" "${2-}" ;;&
     --steps) need_int "$1" "$2"; STEPS="$2"; shift 2 ;;
     --seeds) SEEDS="$2"; shift 2 ;;
@@ -78,6 +84,9 @@ while [ $# -gt 0 ]; do
     --device) DEVICE="$2"; shift 2 ;;
     --runs-dir) RUNS_DIR="$2"; shift 2 ;;
     --results-dir) RESULTS_DIR="$2"; shift 2 ;;
+    --variant) [[ "$2" =~ ^[A-Za-z0-9_.-]+$ ]] && [[ "$2" != seed_* ]] \
+        || fail_usage "--variant=$2: use letters, digits, '_', '-' or '.' (not seed_...)"
+      VARIANT="$2"; shift 2 ;;
     --collect-only) COLLECT_ONLY=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     --bench) BENCH=1; shift ;;
@@ -101,6 +110,7 @@ fi
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-$MUJOCO_GL}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+run_dir() { echo "$RUNS_DIR/$1/${VARIANT:+$VARIANT/}seed_$2"; }  # task seed
 say() { printf '[curl-benchmark %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [ "$DRY_RUN" = 0 ] && [ "$COLLECT_ONLY" = 0 ] && [[ "$DEVICE" == cuda* ]]; then
@@ -115,13 +125,14 @@ fi
 run_command() {  # task seed -> the training command, one word per line
   local task="$1" seed="$2"
   printf '%s\n' "$PYTHON" -m experiments.train_dmc --preset curl --task "$task" --seed "$seed" \
-    --steps "$STEPS" --run-dir "$RUNS_DIR/$task/seed_$seed" --device "$DEVICE" --no-progress \
+    --steps "$STEPS" --run-dir "$(run_dir "$task" "$seed")" --device "$DEVICE" --no-progress \
     ${EXTRA[@]+"${EXTRA[@]}"}
 }
 
 collect() {  # task seed: copy the run's small logs into the results tree
   local task="$1" seed="$2"
-  local src="$RUNS_DIR/$task/seed_$seed" dest="$RESULTS_DIR/dmc/$task/seed_$seed"
+  local src dest="$RESULTS_DIR/dmc/$task/${VARIANT:+$VARIANT/}seed_$seed"
+  src="$(run_dir "$task" "$seed")"
   [ -f "$src/eval.csv" ] || { say "no eval.csv in $src yet"; return 0; }
   mkdir -p "$dest"
   for f in eval.csv train.csv config.json; do
@@ -135,15 +146,17 @@ collect() {  # task seed: copy the run's small logs into the results tree
     echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "# device: $("$PYTHON" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")' 2>/dev/null)"
     echo "# parallel runs: $JOBS"
+    [ -z "$VARIANT" ] || echo "# variant: $VARIANT"
   } > "$dest/command.txt"
 }
 
 train_one() {  # task seed
-  local task="$1" seed="$2" log="$RUNS_DIR/$1/seed_$2.log"
-  mkdir -p "$RUNS_DIR/$task"
+  local task="$1" seed="$2" log
+  log="$(run_dir "$task" "$seed").log"
+  mkdir -p "$(dirname "$log")"
   local cmd=()
   mapfile -t cmd < <(run_command "$task" "$seed")
-  say "start $task seed $seed -> $log"
+  say "start $task ${VARIANT:+$VARIANT }seed $seed -> $log"
   if "${cmd[@]}" >> "$log" 2>&1; then
     say "done  $task seed $seed: $(grep -m1 'final evaluation' "$log" | sed 's/^ *//')"
     collect "$task" "$seed"
