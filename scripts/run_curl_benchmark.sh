@@ -110,7 +110,8 @@ fi
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export PYOPENGL_PLATFORM="${PYOPENGL_PLATFORM:-$MUJOCO_GL}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-run_dir() { echo "$RUNS_DIR/$1/${VARIANT:+$VARIANT/}seed_$2"; }  # task seed
+run_path() { echo "$1/${VARIANT:+$VARIANT/}seed_$2"; }  # task seed: <task>[/<variant>]/seed_<s>
+run_dir() { echo "$RUNS_DIR/$(run_path "$1" "$2")"; }
 say() { printf '[curl-benchmark %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [ "$DRY_RUN" = 0 ] && [ "$COLLECT_ONLY" = 0 ] && [[ "$DEVICE" == cuda* ]]; then
@@ -131,8 +132,8 @@ run_command() {  # task seed -> the training command, one word per line
 
 collect() {  # task seed: copy the run's small logs into the results tree
   local task="$1" seed="$2"
-  local src dest="$RESULTS_DIR/dmc/$task/${VARIANT:+$VARIANT/}seed_$seed"
-  src="$(run_dir "$task" "$seed")"
+  local src dest
+  src="$(run_dir "$task" "$seed")" dest="$RESULTS_DIR/dmc/$(run_path "$task" "$seed")"
   [ -f "$src/eval.csv" ] || { say "no eval.csv in $src yet"; return 0; }
   mkdir -p "$dest"
   for f in eval.csv train.csv config.json; do
