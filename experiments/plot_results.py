@@ -156,12 +156,16 @@ def mean_band(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return steps, mean, mean - std, mean + std
 
 
-def milestone_stats(curves: Sequence[Curve], step: int) -> tuple[float, float, int] | None:
-    """``(mean, std, n)`` over the seeds that have an evaluation at ``step``."""
-    values = [v for v in (c.at(step) for c in curves) if v is not None]
-    if not values:
-        return None
-    return float(np.mean(values)), float(np.std(values)), len(values)
+def mean_spread(values: Sequence[float], at: str = "") -> str:
+    """``"550 ± 50 (n=2)"`` (``at`` goes before the count); one seed has no spread:
+    ``"450 (n=1)"``."""
+    spread = "" if len(values) == 1 else f" ± {np.std(values):.0f}"
+    return f"{np.mean(values):.0f}{spread}{at} (n={len(values)})"
+
+
+def milestone_values(curves: Sequence[Curve], step: int) -> list[float]:
+    """The returns of the seeds that have an evaluation at ``step`` (empty if none)."""
+    return [v for v in (c.at(step) for c in curves) if v is not None]
 
 
 def dmc_table(data: dict[str, dict[str, list[Curve]]]) -> str:
@@ -178,12 +182,13 @@ def dmc_table(data: dict[str, dict[str, list[Curve]]]) -> str:
         for variant, curves in (data.get(task) or {DEFAULT_VARIANT: []}).items():
             cells = [task, variant]
             for step in MILESTONES:
-                stats = milestone_stats(curves, step) if curves else None
-                ours = (f"{stats[0]:.0f} ± {stats[1]:.0f} (n={stats[2]})" if stats
+                values = milestone_values(curves, step)
+                ours = (mean_spread(values) if values
                         else "not reached" if curves else "not run")
                 ref = f"{paper[step]:.0f}" if step in paper else "–"
                 if step == MILESTONES[0]:
-                    diff = f"{stats[0] - paper[step]:+.0f}" if stats and step in paper else "–"
+                    diff = (f"{np.mean(values) - paper[step]:+.0f}" if values and step in paper
+                            else "–")
                     cells += [ours, ref, diff]
                 else:
                     cells += [ours, ref]
@@ -192,8 +197,7 @@ def dmc_table(data: dict[str, dict[str, list[Curve]]]) -> str:
                 steps = sorted({int(c.steps[-1]) for c in curves})
                 at = (f"{steps[0] / 1e3:g}k" if len(steps) == 1
                       else f"{steps[0] / 1e3:g}k-{steps[-1] / 1e3:g}k")
-                cells.append(f"{np.mean(last):.0f} ± {np.std(last):.0f} at {at} "
-                             f"(n={len(last)})")
+                cells.append(mean_spread(last, at=f" at {at}"))
             else:
                 cells.append("–")
             cells.append(_wall_clock(curves))
@@ -240,8 +244,9 @@ def draw_task(ax, task: str, variants: dict[str, list[Curve]]) -> None:
         for c in curves:
             ax.plot(c.steps / 1e3, c.returns, color=color, alpha=0.25, linewidth=0.8)
         ax.fill_between(steps / 1e3, low, high, color=color, alpha=0.15)
-        ax.plot(steps / 1e3, mean, color=color, linewidth=2,
-                label=f"{variant}: mean ± std, {len(curves)} seed(s)")
+        label = (f"{variant}: 1 seed" if len(curves) == 1
+                 else f"{variant}: mean ± std, {len(curves)} seeds")
+        ax.plot(steps / 1e3, mean, color=color, linewidth=2, label=label)
     # the paper's marks only where the runs reach them (short runs keep their own x range)
     longest = max(int(c.steps[-1]) for curves in variants.values() for c in curves)
     reached = [step for step in CURL_PAPER.get(task, {}) if step <= 1.05 * longest]

@@ -32,7 +32,9 @@ def test_plot_results_writes_pngs_and_table(tmp_path):
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()}
     # cartpole at 100k: seeds 500 and 600 -> mean 550, std 50; CURL 582 -> -32
     assert "| curl | 550 ± 50 (n=2) | 582 | -32 | not reached | 841 |" in rows["cartpole-swingup"]
-    assert "| curl | 450 ± 0 (n=1) | 403 | +47 | 910 ± 0 (n=1) | 902 |" in rows["walker-walk"]
+    # one seed: no spread is shown (not a misleading "± 0")
+    assert "| curl | 450 (n=1) | 403 | +47 | 910 (n=1) | 902 | 910 at 500k (n=1) |" in rows[
+        "walker-walk"]
     assert "| curl | not run | 767 | – | not run | 926 | – |" in rows["finger-spin"]
 
 
@@ -79,8 +81,10 @@ def test_milestones_and_band():
     a = plot_results.Curve("1", np.array([0, 50, 100]), np.array([0.0, 10.0, 20.0]))
     b = plot_results.Curve("2", np.array([0, 100, 200]), np.array([0.0, 40.0, 80.0]))
     assert a.at(100) == 20.0 and a.at(150) is None
-    mean, std, n = plot_results.milestone_stats([a, b], 100)
-    assert (mean, std, n) == (30.0, 10.0, 2)
+    assert plot_results.milestone_values([a, b], 100) == [20.0, 40.0]
+    assert plot_results.milestone_values([a, b], 150) == []
+    assert plot_results.mean_spread([20.0, 40.0]) == "30 ± 10 (n=2)"
+    assert plot_results.mean_spread([20.0], at=" at 100k") == "20 at 100k (n=1)"
     steps, avg, low, high = plot_results.mean_band([a, b])
     assert steps.tolist() == [0, 50, 100]  # up to the shortest run's end
     assert avg.tolist() == [0.0, 15.0, 30.0]  # b interpolated to 20 at step 50
