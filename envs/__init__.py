@@ -14,17 +14,17 @@ from typing import Any
 # name -> module that defines it. Everything is imported on first access (PEP 562), so that
 # `python -m envs.registry` does not find the module pre-imported and `import envs` stays cheap.
 _EXPORTS: dict[str, str] = {
-    "CURL_ACTION_REPEAT": "envs.tasks",
-    "CURL_TASKS": "envs.tasks",
-    "DEFAULT_ACTION_REPEAT": "envs.tasks",
-    "default_action_repeat": "envs.tasks",
-    "list_tasks": "envs.tasks",
-    "parse_task": "envs.tasks",
-    "task_facts": "envs.tasks",
-    "make_env": "envs.registry",
-    "FrameStack": "envs.wrappers",
-    "select_gl_backend": "envs.gl",
-    "DMCPixelEnv": "envs.dmc",  # the only module that imports dm_control
+    "CURL_ACTION_REPEAT": "curl_moco.envs.tasks",
+    "CURL_TASKS": "curl_moco.envs.tasks",
+    "DEFAULT_ACTION_REPEAT": "curl_moco.envs.tasks",
+    "default_action_repeat": "curl_moco.envs.tasks",
+    "list_tasks": "curl_moco.envs.tasks",
+    "parse_task": "curl_moco.envs.tasks",
+    "task_facts": "curl_moco.envs.tasks",
+    "make_env": "curl_moco.envs.registry",
+    "FrameStack": "curl_moco.envs.wrappers",
+    "select_gl_backend": "curl_moco.envs.gl",
+    "DMCPixelEnv": "curl_moco.envs.dmc",  # the only module that imports dm_control
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,9 +13,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from curl_moco.envs.gl import select_gl_backend
+from curl_moco.envs.tasks import default_camera_id, unknown_task_error
 from curl_moco.io.errors import UsageError
-from envs.gl import select_gl_backend
-from envs.tasks import default_camera_id, unknown_task_error
 
 select_gl_backend()
 

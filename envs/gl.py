@@ -8,6 +8,8 @@ hangs while creating its context cannot take this process down with it.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import os
 import subprocess
@@ -86,8 +88,26 @@ def probe_backend(backend: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[bool,
     return False, f"exit code {proc.returncode}: {lines[-1].strip()}"
 
 
+def _load_triton_before_mesa() -> None:
+    """Import triton (shipped with CUDA builds of torch) before Mesa's GL is first used.
+
+    Triton and Mesa's software rasteriser each load their own LLVM. Once an EGL or OSMesa
+    context exists, a later ``import triton`` (by ``torch.compile``, ``torch._dynamo`` or
+    ``torchvision.ops``) crashes the process with a segmentation fault; loaded in the other
+    order both work. Costs about a second, once per process, and only where triton is installed.
+    """
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    try:
+        importlib.import_module("triton")
+    except Exception as exc:  # noqa: BLE001 - a broken triton must not stop rendering
+        logger.debug("could not import triton before the GL backend: %s", exc)
+
+
 def _activate(backend: str, source: str) -> str:
     global _selected
+    if backend in ("egl", "osmesa"):
+        _load_triton_before_mesa()
     os.environ["MUJOCO_GL"] = backend
     if backend in ("egl", "osmesa"):
         os.environ["PYOPENGL_PLATFORM"] = backend

@@ -14,8 +14,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from curl_moco.envs.tasks import CURL_TASKS, default_action_repeat, list_tasks, parse_task
 from curl_moco.io.errors import UsageError
-from envs.tasks import CURL_TASKS, default_action_repeat, list_tasks, parse_task
 
 __all__ = ["main", "make_env"]
 
@@ -50,8 +50,8 @@ def make_env(
         KeyError: unknown task name (with close matches).
         ValueError: a non-positive setting or ``image_size < min_image_size``, naming it.
     """
-    from envs.dmc import DMCPixelEnv, check_positive_int, task_seed
-    from envs.wrappers import FrameStack
+    from curl_moco.envs.dmc import DMCPixelEnv, check_positive_int, task_seed
+    from curl_moco.envs.wrappers import FrameStack
 
     domain, task = parse_task(name)
     image_size = check_positive_int("image_size", image_size)

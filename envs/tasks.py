@@ -77,7 +77,7 @@ _LIST_HINT = "run `python -m envs.registry` to list all tasks"
 
 @functools.lru_cache(maxsize=1)
 def _all_tasks() -> tuple[tuple[str, str], ...]:
-    from envs.gl import select_gl_backend
+    from curl_moco.envs.gl import select_gl_backend
 
     select_gl_backend()  # before dm_control is imported: it reads MUJOCO_GL once
     from dm_control import suite

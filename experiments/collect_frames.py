@@ -55,7 +55,7 @@ DEFAULT_TASKS: dict[str, str] = {
 
 def resolve_task(name: str) -> tuple[str, str]:
     """``"walker"`` -> ("walker", "walk"); ``"walker-run"`` -> ("walker", "run")."""
-    from envs.tasks import list_tasks, parse_task
+    from curl_moco.envs.tasks import list_tasks, parse_task
 
     if "-" in name:
         return parse_task(name)
@@ -94,7 +94,7 @@ def load_policy(spec: str) -> Callable[[np.ndarray, np.random.Generator, Any], n
 def collect_domain(out: str, name: str, frames: int, episode_frames: int, image_size: int,
                    action_repeat: int | None, seed: int, policy: str) -> dict[str, Any]:
     """Render ``frames`` frames of task ``name`` into ``out/<domain>``; returns manifest info."""
-    from envs.registry import make_env
+    from curl_moco.envs.registry import make_env
 
     domain, task = resolve_task(name)
     folder = Path(out) / domain

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from curl_moco.envs.tasks import CURL_TASKS
 from curl_moco.io.checks import check_output_dir
 from curl_moco.io.errors import ArgumentParser, UsageError, run_entry_point
-from envs.tasks import CURL_TASKS
 
 #: CURL paper scores ({env steps: return}) and other methods' 100k scores, from envs/tasks.py.
 CURL_PAPER: dict[str, dict[int, float]] = {t: f.curl_scores for t, f in CURL_TASKS.items()}

@@ -17,11 +17,11 @@ import logging
 import os
 import sys
 
+from curl_moco.experiments.configs.moco import MOCO_PRESETS
 from curl_moco.io.config import parse_config
 from curl_moco.io.errors import run_entry_point
 from curl_moco.pretrain.config import MocoConfig
 from curl_moco.pretrain.trainer import train
-from experiments.configs.moco import MOCO_PRESETS
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import logging
 import sys
 
+from curl_moco.experiments.configs.curl_dmc import CURL_PRESETS
 from curl_moco.io.config import parse_config
 from curl_moco.io.errors import run_entry_point
 from curl_moco.rl.config import CurlSacConfig
 from curl_moco.rl.trainer import Trainer, TrainResult
-from experiments.configs.curl_dmc import CURL_PRESETS
 
 DESCRIPTION = ("CURL-SAC from pixels on DeepMind Control. Step counts are environment steps "
                "(agent steps x action repeat). Presets: 'curl' (paper, default), one per CURL "

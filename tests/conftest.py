@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from envs.gl import select_gl_backend
+from curl_moco.envs.gl import select_gl_backend
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from digits import write_digits_folder
 
-from curl_moco.io.checkpoint import save_checkpoint
-from experiments import (
+from curl_moco.experiments import (
     collect_frames,
     export_encoder,
     linear_eval,
@@ -26,6 +25,7 @@ from experiments import (
     pretrain_moco,
     train_dmc,
 )
+from curl_moco.io.checkpoint import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -301,8 +301,8 @@ def test_config_file_round_trip_still_works(tmp_path) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 123
     # A saved config is complete: the entry point's default preset does not override it (the
     # resume command printed after Ctrl-C is --config RUN/config.json); an explicit one does.
+    from curl_moco.experiments.configs.moco import MOCO_PRESETS
     from curl_moco.pretrain.config import MocoConfig
-    from experiments.configs.moco import MOCO_PRESETS
 
     moco = MocoConfig(data="d", batch_size=16, queue_size=32)
     save_config(moco, tmp_path / "moco.json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments import plot_results
+from curl_moco.experiments import plot_results
 
 
 def write_run(root, task, seed, rows, header="step,episode_reward,episode_reward_std",

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from experiments.bench import bench_env, bench_pretrain
+from curl_moco.experiments.bench import bench_env, bench_pretrain
 
 # Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
 pytestmark = pytest.mark.usefixtures("one_thread")

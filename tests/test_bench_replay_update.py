@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from experiments.bench import bench_replay, bench_update
+from curl_moco.experiments.bench import bench_replay, bench_update
 
 # Tiny tensors: one thread is faster and avoids contention on a busy 2-core CPU.
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,7 +82,7 @@ def test_bench_update_compares_with_official_code_when_given(tmp_path, monkeypat
     """A folder without the official code is a clear error; with it, the ratio is reported.
     The official code itself is not part of the project: a stand-in with its interface (an
     agent whose update samples the replay buffer) exercises the plumbing."""
-    from experiments.bench.official_curl import OfficialCodeError, locate
+    from curl_moco.experiments.bench.official_curl import OfficialCodeError, locate
 
     with pytest.raises(OfficialCodeError, match="curl_sac.py"):
         locate(str(tmp_path))
@@ -136,7 +136,7 @@ def test_reference_baseline_update_learns_with_the_official_crops():
     are the critic's, and its crops are CURL's windows (offsets in [0, H - size))."""
     import numpy as np
 
-    from experiments.bench.baselines import ReferenceCurlSac, _numpy_random_crop
+    from curl_moco.experiments.bench.baselines import ReferenceCurlSac, _numpy_random_crop
 
     torch.manual_seed(0)
     batch, size, crop = 6, 28, 24

@@ -21,17 +21,17 @@ from dm_control import suite
 from dm_control.mujoco import engine
 from gymnasium.utils.env_checker import check_env
 
-import envs
-from envs.dmc import DMCPixelEnv, scale_action
-from envs.registry import make_env
-from envs.tasks import (
+import curl_moco.envs as envs
+from curl_moco.envs.dmc import DMCPixelEnv, scale_action
+from curl_moco.envs.registry import make_env
+from curl_moco.envs.tasks import (
     CURL_ACTION_REPEAT,
     default_action_repeat,
     default_camera_id,
     list_tasks,
     parse_task,
 )
-from envs.wrappers import FrameStack
+from curl_moco.envs.wrappers import FrameStack
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 48  # small frames keep software rendering cheap

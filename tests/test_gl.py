@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from envs import gl
+from curl_moco.envs import gl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,3 +142,20 @@ def test_import_selects_and_logs_backend_before_dm_control() -> None:
     assert float(proc.stdout.split("MEAN")[1]) > 0.0  # it rendered something
     # Closing the env frees its GL context, so no error is printed at interpreter exit.
     assert "cannot schedule new futures after shutdown" not in proc.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_triton_imports_after_an_environment_has_rendered() -> None:
+    """Mesa's and triton's LLVMs clash: importing triton (torch.compile, torchvision.ops) after
+    an EGL/OSMesa context existed used to segfault; the backend selection loads triton first."""
+    code = (
+        "from curl_moco.envs import make_env\n"
+        "env = make_env('cartpole-swingup', image_size=32)\n"
+        "env.reset(seed=0)\n"
+        "import torch._dynamo, torchvision.ops\n"
+        "env.close()\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

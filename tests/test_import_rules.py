@@ -10,10 +10,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: The top-level names `envs` and `experiments` exist only in the repository (the installed
+#: package carries them as curl_moco.envs / curl_moco.experiments): nothing imports them, so a
+#: user's own `envs/` or `experiments/` folder can never shadow ours.
+_REPO_ONLY = ("envs", "experiments")
 RULES: dict[str, tuple[str, ...]] = {
-    "curl_moco/contrastive": ("curl_moco.rl", "curl_moco.pretrain", "envs", "experiments"),
-    "curl_moco/rl": ("curl_moco.pretrain",),
-    "curl_moco/pretrain": ("curl_moco.rl",),
+    "curl_moco/contrastive": ("curl_moco.rl", "curl_moco.pretrain", "curl_moco.envs",
+                              "curl_moco.experiments", *_REPO_ONLY),
+    "curl_moco/rl": ("curl_moco.pretrain", "curl_moco.experiments", *_REPO_ONLY),
+    "curl_moco/pretrain": ("curl_moco.rl", "curl_moco.experiments", *_REPO_ONLY),
+    "curl_moco/io": ("curl_moco.rl", "curl_moco.pretrain", "curl_moco.experiments", *_REPO_ONLY),
+    "envs": ("curl_moco.experiments", *_REPO_ONLY),
+    "experiments": _REPO_ONLY,
+    "tests": _REPO_ONLY,
 }
 _IMPORT_FUNCS = {"import_module", "__import__"}
 

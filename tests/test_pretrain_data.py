@@ -132,7 +132,7 @@ def test_split_is_deterministic_stratified_and_keeps_episodes_whole(tmp_path, di
 
 
 def test_rendered_dmc_frames(tmp_path):
-    from experiments.collect_frames import main as collect
+    from curl_moco.experiments.collect_frames import main as collect
 
     manifest = collect(["--out", str(tmp_path), "--domains", "cartpole,reacher-easy",
                         "--frames-per-domain", "6", "--episode-frames", "3",
@@ -197,7 +197,7 @@ def test_every_pillow_mode_is_converted_or_refused_by_name(digits, tmp_path):
 
 
 def test_collect_frames_refuses_a_used_folder_unless_overwriting(tmp_path):
-    from experiments.collect_frames import cli, main
+    from curl_moco.experiments.collect_frames import cli, main
 
     args = ["--out", str(tmp_path / "frames"), "--domains", "cartpole", "--frames-per-domain",
             "2", "--episode-frames", "2", "--image-size", "16"]

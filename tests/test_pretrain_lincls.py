@@ -97,7 +97,7 @@ def test_pixel_backbone_is_deterministic(split):
 
 
 def test_linear_eval_cli_protocols(digits):
-    from experiments.linear_eval import main as linear_eval
+    from curl_moco.experiments.linear_eval import main as linear_eval
 
     common = ["--random-init", "--arch", "pixel", "--data", str(digits), "--load-size", "32",
               "--crop-size", "28", "--feature-dim", "16", "--val-fraction", "0.2",

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 
 from curl_moco.contrastive.encoders import make_backbone
 from curl_moco.contrastive.losses import info_nce
+from curl_moco.experiments.configs.moco import MOCO_PRESETS
 from curl_moco.io.config import parse_config
 from curl_moco.pretrain.config import MocoConfig, validate
 from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import LARS, learning_rate, momentum_at
-from experiments.configs.moco import MOCO_PRESETS
 
 torch.set_num_threads(1)
 

@@ -16,6 +16,7 @@ from layers import layer_signature
 from torch import nn
 
 import curl_moco.io.logger as logger_module
+from curl_moco.experiments.configs.moco import MOCO_PRESETS
 from curl_moco.io.checkpoint import load_checkpoint
 from curl_moco.io.config import parse_config
 from curl_moco.io.encoder_export import load_encoder_into
@@ -24,7 +25,6 @@ from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import LARS
 from curl_moco.pretrain.trainer import train
 from curl_moco.runtime import seed_everything
-from experiments.configs.moco import MOCO_PRESETS
 
 torch.set_num_threads(1)
 
@@ -176,7 +176,7 @@ def _vit_cfg(data, run_dir, *flags: str) -> MocoConfig:
 
 
 def test_tiny_vit_pretrains_exports_and_strict_loads(digits, tmp_path):
-    from experiments.linear_eval import main as linear_eval
+    from curl_moco.experiments.linear_eval import main as linear_eval
 
     cfg = _vit_cfg(digits, tmp_path / "run")
     result = train(cfg)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from curl_moco.experiments.collect_frames import main as collect
+from curl_moco.experiments.pretrain_moco import main as pretrain
 from curl_moco.io.checkpoint import CheckpointError
 from curl_moco.io.encoder_export import load_encoder_state
 from curl_moco.rl.config import CurlSacConfig
 from curl_moco.rl.trainer import Trainer
-from experiments.collect_frames import main as collect
-from experiments.pretrain_moco import main as pretrain
 
 # The agent: 40 px renders, 32 px crops, 3-frame stacks, 2 conv layers of 8 filters, 16 features.
 AGENT = dict(task="cartpole-swingup", action_repeat=8, image_size=40, crop_size=32,

@@ -62,7 +62,7 @@ def test_tiny_run_logs_monitors_counts_and_exports(digits, tmp_path):
 
 
 def test_linear_eval_cli_on_checkpoint_and_random_init(digits, tmp_path):
-    from experiments.linear_eval import main as linear_eval
+    from curl_moco.experiments.linear_eval import main as linear_eval
 
     train(_cfg(digits, tmp_path / "run", epochs=1))
     out = linear_eval(["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"),
@@ -190,7 +190,7 @@ import os, signal, sys
 import torch
 torch.set_num_threads(1)
 from curl_moco.pretrain import trainer as trainer_module
-from experiments import pretrain_moco
+from curl_moco.experiments import pretrain_moco
 
 original = trainer_module.Trainer.train_step
 def step_then_signal(self, images):

@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from curl_moco.contrastive.encoders import PixelEncoder
+from curl_moco.experiments.configs.curl_dmc import CURL_PRESETS
+from curl_moco.experiments.train_dmc import main
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint
 from curl_moco.io.config import parse_config
 from curl_moco.io.encoder_export import save_encoder_state
@@ -24,8 +26,6 @@ from curl_moco.io.logger import read_csv
 from curl_moco.io.video import count_video_frames
 from curl_moco.rl.config import CurlSacConfig
 from curl_moco.rl.trainer import Trainer, train
-from experiments.configs.curl_dmc import CURL_PRESETS
-from experiments.train_dmc import main
 
 REPO = Path(__file__).resolve().parents[1]
 # 8 episodes of 10 agent steps (80 environment steps at action repeat 8); checkpoints at 320

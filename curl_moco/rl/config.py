@@ -18,6 +18,7 @@ from typing import Any
 from curl_moco.contrastive.augment import STACK_AUGMENTS
 from curl_moco.contrastive.encoders import conv_output_size
 from curl_moco.contrastive.losses import SIMILARITIES
+from curl_moco.envs.tasks import parse_task, task_facts
 from curl_moco.io.checks import (
     check_choices,
     check_folder_name,
@@ -30,7 +31,6 @@ from curl_moco.io.checks import (
 from curl_moco.io.config import knob
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.runtime import AMP_MODES, COMPILE_MODES
-from envs.tasks import parse_task, task_facts
 
 #: CURL's script collects ``init_steps=1000`` *agent* steps of uniform random actions.
 CURL_SEED_AGENT_STEPS = 1000

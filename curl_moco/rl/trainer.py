@@ -168,7 +168,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ construction
     def _make_env(self, seed: int, render_size: int):
-        from envs.registry import make_env
+        from curl_moco.envs.registry import make_env
 
         cfg = self.cfg
         kwargs: dict[str, Any] = dict(image_size=cfg.image_size, frame_stack=cfg.frame_stack,

@@ -16,7 +16,12 @@ import subprocess
 import sys
 import time
 
-from experiments.bench.common import command_line, machine_info, print_table, write_results
+from curl_moco.experiments.bench.common import (
+    command_line,
+    machine_info,
+    print_table,
+    write_results,
+)
 
 BACKENDS = ("egl", "osmesa")
 
@@ -25,7 +30,7 @@ def measure(task: str, image_size: int, seconds: float, render_every_physics_ste
     """Runs in a child process whose MUJOCO_GL is already set."""
     import numpy as np
 
-    from envs import make_env
+    from curl_moco.envs import make_env
 
     env = make_env(task, image_size=image_size, frame_stack=3, seed=0)
     repeat = env.action_repeat

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from experiments.bench.common import (
+from curl_moco.experiments.bench.common import (
     command_line,
     machine_info,
     prepare_device,
@@ -55,7 +55,7 @@ def write_dmc_folder(root: Path, image_size: int, per_domain: int, seed: int = 0
     returns the number of files written."""
     from PIL import Image
 
-    from envs import make_env
+    from curl_moco.envs import make_env
 
     rng = np.random.default_rng(seed)
     written = 0

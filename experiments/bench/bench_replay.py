@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from experiments.bench.baselines import StackedReplayBaseline
-from experiments.bench.common import (
+from curl_moco.experiments.bench.baselines import StackedReplayBaseline
+from curl_moco.experiments.bench.common import (
     command_line,
     machine_info,
     prepare_device,

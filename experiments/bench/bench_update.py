@@ -40,9 +40,9 @@ from typing import Any
 
 import torch
 
-from experiments.bench.baselines import ReferenceCurlSac, StackedReplayBaseline
-from experiments.bench.bench_replay import fill
-from experiments.bench.common import (
+from curl_moco.experiments.bench.baselines import ReferenceCurlSac, StackedReplayBaseline
+from curl_moco.experiments.bench.bench_replay import fill
+from curl_moco.experiments.bench.common import (
     command_line,
     machine_info,
     prepare_device,
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out-dir", default=None)
     args = parser.parse_args(argv)
 
+    from curl_moco.experiments.bench.official_curl import locate, official_update
     from curl_moco.rl.agent import CurlSacAgent
     from curl_moco.rl.replay import ReplayBuffer
     from curl_moco.runtime import resolve_amp
-    from experiments.bench.official_curl import locate, official_update
 
     device = prepare_device(args.device, args.threads)
     official_dir = locate(args.official_curl) if "official" in args.rows else None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envs.tasks import CURL_TASKS
+from curl_moco.envs.tasks import CURL_TASKS
 
 QUICKSTART: dict[str, Any] = dict(
     name="quickstart", task="cartpole-swingup", action_repeat=8, image_size=64, crop_size=56,
