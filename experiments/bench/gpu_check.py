@@ -413,7 +413,7 @@ def run_all(s: Settings, repo: Path) -> int:
         for name in s.stages:
             left = s.budget_s - (time.monotonic() - started) - GRACE_S
             if left < MIN_STAGE_S:
-                record: dict[str, Any] = {"status": "skipped",
+                record: dict[str, Any] = {"status": "out_of_time",
                                           "why": f"{left:.0f} s left of --budget-s"}
             elif name == "tests" and not (repo / "tests").is_dir():
                 record = {"status": "skipped", "why": f"no tests folder in {repo}"}
@@ -423,7 +423,7 @@ def run_all(s: Settings, repo: Path) -> int:
                 record.update(_run(name, s, work, logs, repo, env, min(STAGES[name], left)))
             else:
                 record = _run(name, s, work, logs, repo, env, min(STAGES[name], left))
-            failed += record["status"] in ("failed", "timeout")
+            failed += record["status"] in ("failed", "timeout", "out_of_time")
             results["stages"][name] = record
             results["total_s"] = round(time.monotonic() - started, 1)
             _save(results, s.out)
