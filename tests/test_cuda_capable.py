@@ -163,15 +163,14 @@ def test_replay_batches_land_on_the_device_with_the_right_frames(device: torch.d
     ("vit_small", dict(patch_size=16), 32),
 ])
 def test_encoders_on_the_device_match_float64(device: torch.device, name: str, kw: dict,
-                                              size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The maths, not the precision mode: no TF32 (cuDNN's default for float32 convolutions).
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+                                              size: int) -> None:
     torch.manual_seed(0)
     net = make_backbone(name, in_channels=3, image_size=size, **kw).eval()
     reference = copy.deepcopy(net).double()
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
+    # The maths, not the precision mode: no TF32 (cuDNN's default for float32 convolutions;
+    # float32 matmuls keep torch's default "highest" precision).
+    with torch.no_grad(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
         got = net.to(device)(x.to(device))
         want = reference(x.double())
     assert got.device.type == device.type and got.shape == want.shape
