@@ -17,6 +17,7 @@ from curl_moco.experiments.configs.curl_dmc import CURL_PRESETS
 from curl_moco.experiments.configs.moco import MOCO_PRESETS
 from curl_moco.io.config import parse_config
 from curl_moco.pretrain.config import MocoConfig
+from curl_moco.pretrain.config import validate as validate_moco
 from curl_moco.rl.config import CurlSacConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,7 @@ def test_stage_commands_are_accepted_by_the_entry_points(tmp_path: Path) -> None
         "cartpole-swingup", 20_000, "default", 128)
     write_digits_folder(work / "frames", size=16, per_class=30)
     moco = parse_config(MocoConfig, args_of("moco_vit_s"), MOCO_PRESETS)
+    validate_moco(moco, world_size=1)
     assert (moco.arch, moco.epochs, moco.batch_size, moco.crop_size, moco.optimizer) == (
         "vit_small", 1, 256, 224, "adamw")
 
