@@ -88,6 +88,7 @@ class Settings:
     work_dir: Path | None
     keep_work: bool
     dry_run: bool
+    argv: tuple[str, ...]
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
@@ -115,6 +116,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument("--keep-work", action="store_true", help="keep the work folder")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the stage commands and budgets, run nothing")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
 
     if not re.fullmatch(r"cuda(:\d+)?", args.device):
@@ -134,7 +136,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
                     budget_s=float(args.budget_s), stages=stages,
                     moco_batch_size=args.moco_batch_size, moco_images=args.moco_images,
                     work_dir=Path(args.work_dir).expanduser() if args.work_dir else None,
-                    keep_work=args.keep_work, dry_run=args.dry_run)
+                    keep_work=args.keep_work, dry_run=args.dry_run, argv=tuple(argv))
 
 
 def _official_folder(path: str | None) -> Path | None:
@@ -179,7 +181,7 @@ def stage_command(name: str, s: Settings, work: Path, logs: Path) -> list[str]:
         return [*py, f"{PYTHON_MODULE}.collect_frames", "--out", str(work / "frames"),
                 "--domains", ",".join(DOMAINS), "--frames-per-domain", str(per_domain),
                 "--episode-frames", "100", "--image-size", "224",
-                "--workers", str(len(DOMAINS))]
+                "--workers", str(len(DOMAINS)), "--overwrite"]
     if name == "moco_vit_s":
         workers = max(1, min(8, (os.cpu_count() or 2) - 1))
         return [*py, f"{PYTHON_MODULE}.pretrain_moco", "--preset", "mocov3_vit",
@@ -405,7 +407,7 @@ def run_all(s: Settings, repo: Path) -> int:
           f"CUDA {info['cuda']}, torch {info['torch']}), CPU {info['cpu']} x "
           f"{info['cpu_cores']}; budget {s.budget_s:.0f} s", flush=True)
     results: dict[str, Any] = {
-        "machine": info, "command": "scripts/gpu_check.sh " + " ".join(sys.argv[1:]),
+        "machine": info, "command": "scripts/gpu_check.sh " + " ".join(s.argv),
         "budget_s": s.budget_s, "stage_budgets_s": {n: STAGES[n] for n in s.stages},
         "official_curl": str(s.official_curl) if s.official_curl else None, "stages": {}}
     failed = 0
@@ -419,6 +421,7 @@ def run_all(s: Settings, repo: Path) -> int:
                 record = {"status": "skipped", "why": f"no tests folder in {repo}"}
             elif name == "moco_vit_s" and not _frames_ready(work / "frames"):
                 _write_digits(work / "frames")
+                left = s.budget_s - (time.monotonic() - started) - GRACE_S
                 record = {"data": "scikit-learn digits, 224 px (dm_control frames not rendered)"}
                 record.update(_run(name, s, work, logs, repo, env, min(STAGES[name], left)))
             else:
@@ -442,6 +445,8 @@ def run_all(s: Settings, repo: Path) -> int:
 def _run(name: str, s: Settings, work: Path, logs: Path, repo: Path, env: dict[str, str],
          budget_s: float) -> dict[str, Any]:
     log = logs / f"{name}.log"
+    if name in ("cartpole", "moco_vit_s"):  # a fresh run, never a resumed one (--work-dir)
+        shutil.rmtree(work / name, ignore_errors=True)
     record = run_stage(stage_command(name, s, work, logs), budget_s, log, repo, env)
     if name == "tests":
         record.update(tests_figures(log))
@@ -467,7 +472,8 @@ def _headline(name: str, record: dict[str, Any]) -> str:
     if name == "moco_vit_s":
         return f"images/s {record.get('images_per_s')}"
     if name.startswith("bench_update"):
-        return ", ".join(f"{b}: {row} {v['ms_per_update']} ms" for b, entry in record.items()
+        return ", ".join(f"{b}: {row} {v['ms_per_update']} ms ({v['speedup_vs_baseline']}x)"
+                         for b, entry in record.items()
                          if b.startswith("batch_") for row, v in entry["rows"].items()
                          if "ms_per_update" in v and row.startswith(("ours", "official")))
     return ""
