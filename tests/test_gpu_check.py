@@ -40,17 +40,22 @@ def test_without_cuda_it_says_so_exits_0_and_writes_nothing(tmp_path: Path) -> N
     assert not out.exists()
 
 
-def test_an_unknown_flag_is_one_error_line_and_exit_2(tmp_path: Path) -> None:
-    done = run_script("--bogus", "--out", str(tmp_path / "out"), tmp_path=tmp_path)
+@pytest.mark.parametrize("args, message", [
+    (["--bogus"], "error: unrecognized arguments: --bogus (see --help)"),
+    (["--official-curl", "{tmp}/no_clone"], "error: --official-curl {tmp}/no_clone: no "
+                                            "curl_sac.py and utils.py there (clone "
+                                            "github.com/MishaLaskin/curl into that folder)"),
+])
+def test_the_script_reports_a_bad_flag_or_folder_in_one_line_with_exit_2(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    done = run_script(*[a.format(tmp=tmp_path) for a in args], "--out", str(tmp_path / "out"),
+                      tmp_path=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "error: unrecognized arguments: --bogus (see --help)"]
+    assert done.stderr.strip().splitlines() == [message.format(tmp=tmp_path)]
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("args, names", [
-    (["--official-curl", "{tmp}/no_such_clone"], "--official-curl {tmp}/no_such_clone: no "
-                                                 "curl_sac.py and utils.py there"),
     (["--device", "cpu"], "--device=cpu"),
     (["--stages", "frames", "nope"], "--stages: invalid choice: 'nope'"),
     (["--moco-images", "5"], "--moco-images=5"),
