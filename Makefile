@@ -3,7 +3,7 @@ PYTHON ?= .venv/bin/python
 ARGS ?=
 
 .PHONY: help test train bench bench-replay bench-update bench-env bench-pretrain plots \
-	curl-benchmark
+	curl-benchmark gpu-check
 
 help:
 	@echo "make test            lint + the whole test suite on the CPU (scripts/test.sh)"
@@ -11,6 +11,7 @@ help:
 	@echo "make bench           all speed/memory benchmarks, small budget (< 10 min on 2 cores)"
 	@echo "make plots           learning curves + table from experiments/results/"
 	@echo "make curl-benchmark  CURL's six DMControl tasks on a GPU (scripts/run_curl_benchmark.sh)"
+	@echo "make gpu-check       tests, benchmarks and short runs on a CUDA machine, < 8 min (scripts/gpu_check.sh)"
 
 test:
 	bash scripts/test.sh $(ARGS)
@@ -38,3 +39,6 @@ plots:
 
 curl-benchmark:
 	bash scripts/run_curl_benchmark.sh $(ARGS)
+
+gpu-check:
+	bash scripts/gpu_check.sh $(ARGS)
