@@ -18,7 +18,7 @@ import sys
 from curl_moco.experiments.configs.curl_dmc import CURL_PRESETS
 from curl_moco.io.config import parse_config
 from curl_moco.io.errors import run_entry_point
-from curl_moco.rl.config import CurlSacConfig
+from curl_moco.rl.config import CurlSacConfig, check_task_override
 from curl_moco.rl.trainer import Trainer, TrainResult
 
 DESCRIPTION = ("CURL-SAC from pixels on DeepMind Control. Step counts are environment steps "
@@ -59,7 +59,7 @@ def _train(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # every setting is checked here, before any work
     cfg = parse_config(CurlSacConfig, argv, CURL_PRESETS, default_preset="curl",
-                       description=DESCRIPTION)
+                       description=DESCRIPTION, check_overrides=check_task_override)
     trainer = Trainer(cfg)
     from tqdm.contrib.logging import logging_redirect_tqdm
 

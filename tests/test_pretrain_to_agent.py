@@ -19,7 +19,7 @@ from curl_moco.rl.trainer import Trainer
 # The agent: 40 px renders, 32 px crops, 3-frame stacks, 2 conv layers of 8 filters, 16 features.
 AGENT = dict(task="cartpole-swingup", action_repeat=8, image_size=40, crop_size=32,
              frame_stack=3, num_layers=2, num_filters=8, feature_dim=16, hidden_dim=32,
-             episode_length=80, steps=80, seed_steps=80, batch_size=8, replay_capacity=500,
+             episode_length=80, steps=160, seed_steps=80, batch_size=8, replay_capacity=500,
              eval_every=80, eval_episodes=1, checkpoint_every=80, video=False, device="cpu",
              progress=False, tensorboard=False)
 PRETRAIN = ["--preset", "mocov2", "--arch", "pixel", "--frame-stack", "3", "--load-size", "40",

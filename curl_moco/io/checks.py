@@ -112,3 +112,42 @@ def _check_writable_ancestor(name: str, path: Path) -> None:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{name}={str(path)!r}: {probe} is not writable; choose another path "
                          "or fix its permissions")
+
+
+def check_threads(name: str, value: int | None) -> None:
+    """``value`` CPU threads is None or between 1 and the machine's logical CPU count (more
+    only oversubscribes the cores; OpenMP fails to start tens of thousands of threads)."""
+    check_number(name, value, low=1)
+    cpus = os.cpu_count() or 1
+    if value is not None and value > cpus:
+        raise UsageError(f"{name}={show(value)} is more than the {cpus} logical CPUs of this "
+                         f"machine; use at most {cpus} (or leave it unset for torch's default)")
+
+
+def available_memory() -> int | None:
+    """Bytes a new allocation can still get: ``MemAvailable`` of ``/proc/meminfo``, lowered by
+    a cgroup v2 memory limit (containers, batch jobs); None where neither is known."""
+    limits = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        cgroup = Path("/sys/fs/cgroup")
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            limits.append(int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def human_bytes(num_bytes: float) -> str:
+    """``12.3 GiB``, ``512.0 MiB``, ``3.2 PiB``: binary units, one decimal."""
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        num_bytes /= 1024
+        if num_bytes < 1024 or unit == "PiB":
+            return f"{num_bytes:.1f} {unit}"
+    raise AssertionError("unreachable")

@@ -14,6 +14,7 @@ import json
 import os
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,18 +76,29 @@ def build_parser(cls: type, presets: dict[str, dict[str, Any]] | None = None,
 
 def parse_config(cls: type[T], argv: list[str] | None = None,
                  presets: dict[str, dict[str, Any]] | None = None, *,
-                 default_preset: str | None = None, description: str = "") -> T:
-    """Parse ``argv`` into an instance of dataclass ``cls`` (see module docstring for order)."""
+                 default_preset: str | None = None, description: str = "",
+                 check_overrides: Callable[[str, dict[str, Any], dict[str, Any]], None]
+                 | None = None) -> T:
+    """Parse ``argv`` into an instance of dataclass ``cls`` (see module docstring for order).
+
+    ``check_overrides(source, values, flags)``, if given, sees the values of the config file
+    (``source`` = ``"config='path'"``) and of the preset (``"preset='name'"``) with the flags
+    given explicitly, and raises :class:`UsageError` for a flag that contradicts them."""
     parser = build_parser(cls, presets, description)
     args = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
     config_file = args.pop("_config_file", None)
-    if config_file is not None:
-        values.update(read_config_file(cls, config_file))
     # A config file is a complete configuration: the default preset does not apply over it.
     preset_name = args.pop("_preset", None if config_file is not None else default_preset)
+    if config_file is not None:
+        values.update(read_config_file(cls, config_file))
+        if check_overrides is not None:
+            check_overrides(f"config={str(config_file)!r}", values, args)
     if preset_name is not None:
-        values.update(resolve_preset(presets or {}, preset_name, cls))
+        preset = resolve_preset(presets or {}, preset_name, cls)
+        if check_overrides is not None:
+            check_overrides(f"preset={preset_name!r}", preset, args)
+        values.update(preset)
     values.update(args)
     hints = typing.get_type_hints(cls)
     for name, value in values.items():

@@ -239,6 +239,15 @@ def check_linear_eval_config(cfg: LinearEvalConfig) -> None:
         raise UsageError("checkpoint is required (or --random-init --arch NAME)")
     if cfg.checkpoint:
         check_input_file("checkpoint", cfg.checkpoint)
+        if cfg.arch:
+            raise UsageError(f"arch={cfg.arch!r} conflicts with checkpoint={cfg.checkpoint!r}: "
+                             "the architecture is the checkpoint's (also with --random-init); "
+                             "drop --arch, or drop --checkpoint to evaluate a random "
+                             f"{cfg.arch} (--random-init --arch {cfg.arch})")
+    check_positive(cfg, "lincls_lr", "lincls_epochs", "lincls_batch_size")
+    check_number("lincls_momentum", cfg.lincls_momentum, low=0.0, high=1.0,
+                 high_inclusive=False)
+    check_non_negative(cfg, "lincls_weight_decay")
     check_positive(cfg, "knn_k", "knn_temperature", "probe_epochs", "probe_lr", "batch_size",
                    "frame_stack", "load_size", "crop_size", "feature_dim")
     check_non_negative(cfg, "probe_weight_decay", "num_workers")

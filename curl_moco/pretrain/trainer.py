@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from curl_moco.io.checkpoint import CheckpointError
+from curl_moco.io.divergence import TrainingDiverged, diverged, first_nonfinite_tensor
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
 from curl_moco.io.logger import Logger, MetricSink
@@ -173,6 +174,9 @@ class Trainer:
 
     def save(self) -> None:
         """Checkpoint the current position (collective: every rank contributes its RNG state)."""
+        bad = first_nonfinite_tensor(self.model.state_dict().items())
+        if bad is not None:  # never replace the last good checkpoint with a diverged one
+            raise self._diverged(f"the weights {bad} hold inf/NaN (no checkpoint written)")
         ranks = all_gather_objects({"rng": capture_rng_state(),
                                     "epoch_sums": self.epoch_sums.clone()})
         self._saved_step = self.step
@@ -188,6 +192,16 @@ class Trainer:
             "skipped_total": self.skipped_total, "last": self.last,
         }
         self.run_folder.save(payload)
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The error of a diverged run at the current step (the last checkpoint is kept)."""
+        epochs = self.epoch + self.step_in_epoch / self.steps_per_epoch
+        hint = f"the effective lr after batch scaling was {self.base_lr:.4g}"
+        if self.cfg.temperature < 0.05:
+            hint += f"; temperature={self.cfg.temperature} also makes the logits large"
+        kept = self.ckpt_path if self._saved_step >= 0 else None
+        return diverged(self.cfg, "lr", hint, f"at step {self.step} (epoch {epochs:.2f})",
+                        what, kept)
 
     def _stop_agreed(self) -> bool:
         """Whether any rank was asked to stop (collective under DDP: every rank calls it at the
@@ -306,8 +320,7 @@ class Trainer:
             self.step_in_epoch += 1
             loss_f, acc_f = float(loss), float(acc)
             if not math.isfinite(loss_f):
-                raise UsageError(f"training diverged: loss is {loss_f} at step {self.step}; "
-                                 f"lower lr={cfg.lr} or check the data")
+                raise self._diverged(f"loss={loss_f}")
             self.epoch_sums += torch.tensor([loss_f, acc_f, 1.0, float(batch["skipped"])],
                                             dtype=torch.float64)
             window_images += batch["image"].shape[0] * ctx.world_size

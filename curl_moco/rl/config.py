@@ -20,6 +20,7 @@ from curl_moco.contrastive.encoders import conv_output_size
 from curl_moco.contrastive.losses import SIMILARITIES
 from curl_moco.envs.tasks import parse_task, task_facts
 from curl_moco.io.checks import (
+    available_memory,
     check_choices,
     check_folder_name,
     check_non_negative,
@@ -27,6 +28,9 @@ from curl_moco.io.checks import (
     check_output_dir,
     check_positive,
     check_seed,
+    check_threads,
+    human_bytes,
+    show,
 )
 from curl_moco.io.config import knob
 from curl_moco.io.errors import UsageError, usage_errors
@@ -157,10 +161,62 @@ def resolve_config(cfg: CurlSacConfig) -> CurlSacConfig:
     return CurlSacConfig(**values)
 
 
+def check_task_override(source: str, values: dict[str, Any], flags: dict[str, Any]) -> None:
+    """Refuse ``--task`` that moves a preset or config file made for one task to another while
+    it still carries that task's CURL values (action repeat, lr, batch size): they would apply
+    to the other task unnoticed. Values a preset sets for its own reasons (quickstart's small
+    batch) and values also given as flags pass. For :func:`~curl_moco.io.config.parse_config`'s
+    ``check_overrides``."""
+    theirs, task = values.get("task"), flags.get("task")
+    if theirs is None or task is None or theirs == task:
+        return
+    parse_task(task)  # an unknown task is its own error
+    parse_task(theirs)
+    own, other = task_defaults(theirs), task_defaults(task)
+    carried = [key for key in own if key not in flags and values.get(key) == own[key]
+               and own[key] != other[key]]
+    if carried:
+        given = ", ".join(f"{key}={show(own[key])}" for key in carried)
+        wanted = ", ".join(f"{key}={show(other[key])}" for key in carried)
+        flag_list = " and ".join("--" + key.replace("_", "-") for key in carried)
+        raise UsageError(
+            f"task={task!r}: {source} is made for {theirs} and would train {task} with "
+            f"{theirs}'s {given} ({task}'s CURL values: {wanted}); use --preset {task} (or "
+            f"--preset curl --task {task}), or give {flag_list} explicitly")
+
+
 #: Largest rendered observation / video frame side, pixels (GL framebuffer and memory).
 MAX_RENDER_SIZE = 4096
 #: Smallest video frame side: H.264 (yuv420p) needs at least 2x2 after cropping to even sizes.
 MIN_VIDEO_SIZE = 16
+
+
+def count_updates(cfg: CurlSacConfig) -> int:
+    """Gradient updates a resolved ``cfg`` does: ``updates_per_step`` after every agent step
+    from the one that ends seeding (and holds one transition) to the last of ``steps``."""
+    agent_steps = math.ceil(cfg.steps / cfg.action_repeat)
+    first = max(math.ceil(cfg.seed_steps / cfg.action_repeat), 1)
+    return cfg.updates_per_step * max(0, agent_steps - first + 1)
+
+
+def check_replay_memory(cfg: CurlSacConfig) -> None:
+    """The replay buffer of a resolved ``cfg`` fits in the memory this process can still get
+    (it is allocated at start-up and filled for hours: better refused now than killed
+    later)."""
+    from curl_moco.rl.replay import ReplayBuffer
+
+    free = available_memory()
+    # one rendered frame (3, image_size, image_size) per slot; the action size is not known
+    # before the environment exists, 1 float gives the least the buffer can need
+    per_slot = ReplayBuffer.slot_bytes((3, cfg.image_size, cfg.image_size), 1)
+    need = cfg.replay_capacity * per_slot
+    if free is not None and need > free:
+        fits = max(free // per_slot, 0)
+        raise UsageError(
+            f"replay_capacity={show(cfg.replay_capacity)} needs at least {human_bytes(need)} of "
+            f"memory ({human_bytes(per_slot)} per slot at image_size={cfg.image_size}), but "
+            f"only {human_bytes(free)} is available; lower replay_capacity (at most "
+            f"{fits} slots fit now) or image_size")
 
 
 def validate(cfg: CurlSacConfig) -> CurlSacConfig:
@@ -175,12 +231,21 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
                    "batch_size", "lr", "alpha_lr", "init_temperature", "actor_update_freq",
                    "target_update_freq", "hidden_dim", "feature_dim", "num_layers",
                    "num_filters", "curl_temperature", "eval_every", "eval_episodes",
-                   "video_size", "video_fps", "checkpoint_every", "stop_after", "threads")
+                   "video_size", "video_fps", "checkpoint_every", "stop_after")
+    check_threads("threads", cfg.threads)
     check_non_negative(cfg, "seed_steps", "queue_size", "curl_update_freq", "shift_pad",
                        "curl_latent_dim")
     check_seed("seed", cfg.seed)
-    for name in ("discount", "critic_tau", "encoder_tau", "alpha_beta"):
-        check_number(name, getattr(cfg, name), low=0.0, high=1.0)
+    check_number("discount", cfg.discount, low=0.0, high=1.0)
+    for name in ("critic_tau", "encoder_tau"):  # EMA weight of the online network
+        value = getattr(cfg, name)
+        check_number(name, value, low=0.0, high=1.0)
+        if value == 0:
+            raise UsageError(f"{name}=0 means the target networks never move from their "
+                             "initial weights; use a weight in (0, 1] (CURL: critic_tau 0.01, "
+                             "encoder_tau 0.05)")
+    # Adam's beta1 must be in [0, 1) (torch refuses 1.0: its bias correction divides by 0)
+    check_number("alpha_beta", cfg.alpha_beta, low=0.0, high=1.0, high_inclusive=False)
     check_number("actor_log_std_min", cfg.actor_log_std_min)
     check_number("actor_log_std_max", cfg.actor_log_std_max)
     if not cfg.actor_log_std_min < cfg.actor_log_std_max:
@@ -206,6 +271,7 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
         raise UsageError(f"crop_size={cfg.crop_size} is too small for num_layers="
                          f"{cfg.num_layers} conv layers")
 
+    seed_steps_given = cfg.seed_steps is not None
     cfg = resolve_config(cfg)
     if cfg.episode_length is not None and cfg.episode_length % cfg.action_repeat:
         raise UsageError(f"episode_length={cfg.episode_length} must be a multiple of "
@@ -213,19 +279,36 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
     if cfg.steps < cfg.action_repeat:
         raise UsageError(f"steps={cfg.steps} is less than one agent step "
                          f"(action_repeat={cfg.action_repeat})")
-    # The first update happens after seed_steps environment steps; the buffer then holds that
-    # many transitions (at least one agent step's worth), capped by its capacity.
-    first_update_transitions = min(max(math.ceil(cfg.seed_steps / cfg.action_repeat), 1),
-                                   cfg.replay_capacity - cfg.frame_stack)
-    if cfg.batch_size > first_update_transitions:
+    if cfg.seed_steps >= cfg.steps:
+        updates = count_updates(cfg)
+        setting = (f"seed_steps={cfg.seed_steps}" if seed_steps_given else
+                   f"steps={cfg.steps}")
         raise UsageError(
-            f"batch_size={cfg.batch_size} is larger than the {first_update_transitions} "
-            f"transitions the replay buffer holds at the first update (seed_steps="
-            f"{cfg.seed_steps} environment steps / action_repeat={cfg.action_repeat}, "
-            f"replay_capacity={cfg.replay_capacity}); raise seed_steps or lower batch_size")
+            f"{setting}: the run would do {updates} update(s): its first seed_steps="
+            f"{cfg.seed_steps} environment steps are random actions"
+            + ("" if seed_steps_given else f" (the default: CURL's {CURL_SEED_AGENT_STEPS} "
+               f"agent steps x action_repeat={cfg.action_repeat})")
+            + f" and steps={cfg.steps} is not more; raise steps or lower seed_steps")
     if cfg.replay_capacity < cfg.frame_stack + 1:
         raise UsageError(f"replay_capacity={cfg.replay_capacity} must be at least frame_stack "
                          f"+ 1 = {cfg.frame_stack + 1}")
+    # The first update happens after seed_steps environment steps; the buffer then holds that
+    # many transitions (at least one agent step's worth), capped by its capacity.
+    seeded = max(math.ceil(cfg.seed_steps / cfg.action_repeat), 1)
+    capacity_transitions = cfg.replay_capacity - cfg.frame_stack
+    if cfg.batch_size > capacity_transitions and capacity_transitions < seeded:
+        raise UsageError(
+            f"replay_capacity={cfg.replay_capacity} holds at most {capacity_transitions} "
+            f"sampleable transitions (frame_stack={cfg.frame_stack} slots hold no transition), "
+            f"fewer than batch_size={cfg.batch_size}; raise replay_capacity to at least "
+            f"{cfg.batch_size + cfg.frame_stack} (CURL: 100000)")
+    if cfg.batch_size > seeded:
+        raise UsageError(
+            f"batch_size={cfg.batch_size} is larger than the {seeded} "
+            f"transitions the replay buffer holds at the first update (seed_steps="
+            f"{cfg.seed_steps} environment steps / action_repeat={cfg.action_repeat}); raise "
+            "seed_steps or lower batch_size")
+    check_replay_memory(cfg)
     if cfg.queue_size:
         if cfg.curl_update_freq == 0:
             raise UsageError(f"queue_size={cfg.queue_size} needs the CURL loss (curl_update_freq "

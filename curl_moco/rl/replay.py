@@ -136,10 +136,18 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        """Bytes allocated by the buffer's storage tensors."""
+        """Bytes allocated by the buffer's storage tensors (``capacity x`` :meth:`slot_bytes`)."""
         return sum(t.numel() * t.element_size() for t in (
             self.frames, self.actions, self.rewards, self.not_dones, self.has_action,
             self.episode_start))
+
+    @staticmethod
+    def slot_bytes(frame_shape: tuple[int, int, int], action_dim: int) -> int:
+        """Bytes of storage per slot: one uint8 frame ``(C, H, W)``, a float32 action ``(A,)``,
+        float32 reward and not_done, a bool and an int64 episode start (what
+        :meth:`__init__` allocates, so that the memory need can be checked before)."""
+        channels, height, width = frame_shape
+        return channels * height * width + 4 * action_dim + 4 + 4 + 1 + 8
 
     def _absolute(self, slots: torch.Tensor) -> torch.Tensor:
         """Absolute frame numbers held by ``slots`` (int64); < 0 for never-written slots."""

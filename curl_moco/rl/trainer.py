@@ -36,6 +36,14 @@ import torch
 
 from curl_moco import runtime
 from curl_moco.io.checkpoint import CheckpointError
+from curl_moco.io.divergence import (
+    TrainingDiverged,
+    describe,
+    diverged,
+    first_nonfinite_tensor,
+    likely_knob,
+    nonfinite_values,
+)
 from curl_moco.io.encoder_export import load_encoder_into
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted
@@ -43,7 +51,7 @@ from curl_moco.io.logger import Logger, MetricSink
 from curl_moco.io.run import RunDir
 from curl_moco.io.video import write_video
 from curl_moco.rl.agent import CurlSacAgent
-from curl_moco.rl.config import RESUMABLE_CHANGES, CurlSacConfig, validate
+from curl_moco.rl.config import RESUMABLE_CHANGES, CurlSacConfig, task_defaults, validate
 from curl_moco.rl.replay import ReplayBuffer
 from curl_moco.runtime import (
     capture_rng_state,
@@ -272,6 +280,11 @@ class Trainer:
             video_file = (ev.video.relative_to(self.run_dir).as_posix()
                           if ev.video.is_relative_to(self.run_dir) else ev.video.name)
         action_dim = int(np.prod(self.env.action_space.shape))
+        bad = first_nonfinite_tensor(self.agent.state_dict().items())
+        if bad is not None:  # never replace the last good checkpoint with a diverged one
+            raise self._diverged(f"by environment step {self.env_steps}",
+                                 f"the weights {bad} hold inf/NaN (no checkpoint written)",
+                                 alpha_related=bad == "log_alpha")
         payload = {
             "agent": self.agent.checkpoint_state(),
             "replay": self.replay.state_dict() if cfg.save_replay else None,
@@ -336,7 +349,7 @@ class Trainer:
                 if self.stop.requested:
                     raise _EvaluationInterrupted
                 obs, reward, terminated, truncated, _ = self.eval_env.step(
-                    self.agent.act(obs, deterministic=True))
+                    self._act(obs, deterministic=True))
                 total += float(reward)
                 done = terminated or truncated
                 if record:
@@ -364,6 +377,25 @@ class Trainer:
         shape = self.env.action_space.shape
         u = torch.rand(shape, generator=self.explore_generator, dtype=torch.float64)
         return (2.0 * u - 1.0).numpy().astype(np.float32)
+
+    def _act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """The agent's action ``(A,)`` for ``obs``, refused before it reaches the environment
+        when it is inf/NaN (MuJoCo would raise a PhysicsError far from the cause)."""
+        action = self.agent.act(obs, deterministic=deterministic)
+        if not np.isfinite(action).all():
+            kind = "evaluation" if deterministic else "training"
+            raise self._diverged(f"at environment step {self.env_steps}",
+                                 f"the policy's {kind} action is {action.tolist()}")
+        return action
+
+    def _diverged(self, where: str, what: str, alpha_related: bool = False) -> TrainingDiverged:
+        """The error of a diverged run, blaming the learning rate (or temperature setting) set
+        furthest above its usual value."""
+        cfg = self.cfg
+        usual = {"lr": task_defaults(cfg.task)["lr"], "alpha_lr": CurlSacConfig.alpha_lr,
+                 "init_temperature": CurlSacConfig.init_temperature}
+        knob, hint = likely_knob(cfg, usual, "alpha_lr" if alpha_related else "lr")
+        return diverged(cfg, knob, hint, where, what, self.checkpoint_path)
 
     def run(self) -> TrainResult:
         """Train until ``steps`` environment steps (or ``stop_after``); returns the outputs.
@@ -448,7 +480,7 @@ class Trainer:
             if self.env_steps < cfg.seed_steps:
                 action = self._random_action()
             else:
-                action = agent.act(ep.obs)
+                action = self._act(ep.obs)
             ep.obs, reward, terminated, truncated, _ = env.step(action)
             replay.add(action, reward, ep.obs, terminated)
             ep.actions.append(np.asarray(action, dtype=np.float32))
@@ -476,6 +508,11 @@ class Trainer:
             "steps_per_s": (self.env_steps - ep.start_env_steps) / elapsed,
             "episode_s": elapsed}
         row.update({key: float(ep.sums[key]) / ep.counts[key] for key in sorted(ep.sums)})
+        bad = nonfinite_values({key: row[key] for key in ep.sums})
+        if bad:
+            raise self._diverged(f"in the episode ending at environment step {self.env_steps}",
+                                 f"mean {describe(bad)} over its updates",
+                                 alpha_related=all(k.startswith("alpha") for k in bad))
         self.logger.log("train", self.env_steps, row)
         postfix = {"ep_ret": f"{ep.episode_return:.0f}"}
         if self.last_eval is not None:
