@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import logging
 import shutil
@@ -88,7 +89,49 @@ def load_policy(spec: str) -> Callable[[np.ndarray, np.random.Generator, Any], n
         raise UsageError(f"policy={spec!r}: module {module!r} has no {func!r}") from error
     if not callable(policy):
         raise UsageError(f"policy={spec!r}: {func!r} is not a function")
+    try:
+        inspect.signature(policy).bind(None, None, None)
+    except TypeError as error:
+        raise UsageError(f"policy={spec!r}: {func}{inspect.signature(policy)} cannot be called "
+                         f"as {func}(obs, rng, action_space) ({error})") from error
+    except ValueError:  # no signature to inspect (some builtins): the first call tells
+        pass
     return policy
+
+
+def policy_action(act: Callable[[np.ndarray, np.random.Generator, Any], np.ndarray], spec: str,
+                  obs: np.ndarray, rng: np.random.Generator, space: Any, task: str
+                  ) -> np.ndarray:
+    """``act(obs, rng, space)`` as a float32 action of ``space.shape``; a result that is not one
+    (other shape, not numbers, inf/NaN) raises :class:`UsageError` naming the policy."""
+    result = act(obs, rng, space)
+    try:
+        action = np.asarray(result, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"policy={spec!r} returned {type(result).__name__} {result!r:.60} for "
+                         f"{task}: not a numeric action of shape {space.shape}") from error
+    if action.shape != space.shape:
+        raise UsageError(f"policy={spec!r} returned an action of shape {action.shape} for "
+                         f"{task}, which needs shape {space.shape} (values in [-1, 1])")
+    if not np.isfinite(action).all():
+        raise UsageError(f"policy={spec!r} returned a non-finite action {action.tolist()} for "
+                         f"{task}")
+    return action
+
+
+def check_policy(spec: str, resolved: list[tuple[str, str]], image_size: int) -> None:
+    """Call the policy once per domain on a blank frame ``(3, H, W)`` with the domain's action
+    space, before anything is written: a wrong signature or action is refused up front."""
+    import gymnasium as gym
+    from dm_control import suite
+
+    act = load_policy(spec)
+    blank = np.zeros((3, image_size, image_size), dtype=np.uint8)
+    for domain, task in resolved:
+        env = suite.load(domain, task)
+        space = gym.spaces.Box(-1.0, 1.0, shape=env.action_spec().shape, dtype=np.float32)
+        env.close()
+        policy_action(act, spec, blank, np.random.default_rng(0), space, f"{domain}-{task}")
 
 
 def collect_domain(out: str, name: str, frames: int, episode_frames: int, image_size: int,
@@ -112,7 +155,7 @@ def collect_domain(out: str, name: str, frames: int, episode_frames: int, image_
             for step in range(episode_frames):
                 if len(files) >= frames:
                     break
-                action = np.asarray(act(obs, rng, env.action_space), dtype=np.float32)
+                action = policy_action(act, policy, obs, rng, env.action_space, name)
                 fname = f"{len(files):05d}.png"
                 Image.fromarray(np.ascontiguousarray(obs.transpose(1, 2, 0))).save(folder / fname)
                 files.append(fname)
@@ -199,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if len({d for d, _ in resolved}) != len(resolved):
         raise UsageError(f"domains={args.domains!r} names a domain twice (folders are per "
                          "domain)")
-    load_policy(args.policy)  # fails here, not in a worker
+    check_policy(args.policy, resolved, args.image_size)  # fails here, not in a worker
     out = Path(args.out)
     prepare_output(out, args.overwrite)
     jobs = [(args.out, f"{d}-{t}", args.frames_per_domain, args.episode_frames, args.image_size,

@@ -39,6 +39,14 @@ def show(value: Any) -> str:
     return repr(value)
 
 
+def listing(items: Any, limit: int = 5) -> str:
+    """``a, b, c`` or, when cut, ``a, b, c, d, e, ... (12 in all)``."""
+    items = [str(item) for item in items]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
+
+
 def check_positive(cfg: Any, *names: str) -> None:
     """Each field of ``cfg`` in ``names`` is None or a finite number > 0."""
     for name in names:

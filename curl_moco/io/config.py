@@ -129,10 +129,13 @@ def read_config_file(cls: type, path: str | os.PathLike) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"config={str(path)!r} cannot be read: {error}") from error
     try:
-        values = json.loads(text)
+        values = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise UsageError(f"config={str(path)!r} is not valid JSON: {error.msg} at line "
                          f"{error.lineno} column {error.colno}") from error
+    except _DuplicateKey as error:
+        raise UsageError(f"config={str(path)!r} sets {error.args[0]!r} more than once (JSON "
+                         "would silently keep the last); keep one") from error
     if not isinstance(values, dict):
         raise UsageError(f"config={str(path)!r} must hold a JSON object of settings "
                          f"{{\"name\": value, ...}}, not a {type(values).__name__}")
@@ -142,6 +145,20 @@ def read_config_file(cls: type, path: str | os.PathLike) -> dict[str, Any]:
         if not _fits(value, hints[name]):
             raise UsageError(f"config={str(path)!r} sets {name}={value!r}, which is not of "
                              f"type {_type_name(hints[name])}")
+    return values
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice (``args[0]`` is the key)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook: a dict, refusing a key given twice."""
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in values:
+            raise _DuplicateKey(key)
+        values[key] = value
     return values
 
 

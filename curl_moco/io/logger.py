@@ -110,7 +110,7 @@ class CsvSink:
 
     def _header(self, group: str, path: Path) -> list[str] | None:
         if group not in self._headers and path.is_file() and path.stat().st_size > 0:
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding=CSV_ENCODING) as f:
                 self._headers[group] = next(csv.reader(f))
         return self._headers.get(group)
 
@@ -136,9 +136,14 @@ class TensorBoardSink:
         self._writer.close()
 
 
+#: Reading encoding of metrics CSVs: UTF-8, ignoring the byte-order mark a spreadsheet program
+#: adds when it saves the file (it would otherwise glue itself to the first column's name).
+CSV_ENCODING = "utf-8-sig"
+
+
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     """All rows of a metrics CSV as dictionaries of strings."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding=CSV_ENCODING) as f:
         return list(csv.DictReader(f))
 
 
@@ -169,7 +174,7 @@ def _rewrite_with_header(path: Path, header: list[str]) -> None:
 def _truncate_after(path: Path, step: int) -> int:
     if path.stat().st_size == 0:
         return 0
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding=CSV_ENCODING) as f:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         rows = list(reader)

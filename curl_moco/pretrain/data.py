@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from curl_moco.io.checks import listing
 from curl_moco.io.errors import MissingPathError, UsageError
 
 log = logging.getLogger("curl_moco")
@@ -141,19 +142,24 @@ def scan_image_folder(root: str | os.PathLike, setting: str = "data"
         raise UsageError(
             f"{setting}={str(root)!r} has no class folders: expected root/<class>/<image> "
             f"with extensions {', '.join(IMAGE_EXTENSIONS)}")
-    samples: list[tuple[Path, int]] = []
-    for label, name in enumerate(classes):
+    per_class: dict[str, list[Path]] = {}
+    for name in classes:
         try:
-            files = sorted(p for p in (root / name).iterdir()
-                           if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            per_class[name] = sorted(p for p in (root / name).iterdir()
+                                     if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         except OSError as error:
             raise UsageError(f"{setting}: class folder {root / name} cannot be read: {error}"
                              ) from error
-        samples += [(p, label) for p in files]
-    if not samples:
+    empty = [name for name in classes if not per_class[name]]
+    if len(empty) == len(classes):
         raise UsageError(
-            f"{setting}={str(root)!r} has class folders ({', '.join(classes[:5])}...) but no "
+            f"{setting}={str(root)!r} has class folders ({listing(classes)}) but no "
             f"image files with extensions {', '.join(IMAGE_EXTENSIONS)}")
+    if empty:  # a class without images would still count in kNN/probe scores and label sizes
+        log.warning("%s=%r: skipping %d class folder(s) without images (%s); they are not "
+                    "counted as classes", setting, str(root), len(empty), listing(empty))
+    classes = [name for name in classes if per_class[name]]
+    samples = [(p, label) for label, name in enumerate(classes) for p in per_class[name]]
     return classes, samples
 
 
@@ -295,6 +301,13 @@ def collate_samples(batch: Sequence[Sample]) -> dict[str, torch.Tensor]:
         "index": torch.tensor([s.index for s in batch], dtype=torch.long),
         "skipped": torch.tensor(sum(s.skipped for s in batch), dtype=torch.long),
     }
+
+
+def classes_not_held_out(dataset: ImageFolderDataset, val_idx: np.ndarray) -> list[str]:
+    """Classes with no item in the held-out split ``val_idx`` (a class of one image, or of one
+    episode of DMC frames, cannot be split): kNN scores on the split say nothing about them."""
+    held = set(np.unique(dataset.labels[val_idx]).tolist())
+    return [name for label, name in enumerate(dataset.classes) if label not in held]
 
 
 def split_indices(dataset: ImageFolderDataset, val_fraction: float, seed: int

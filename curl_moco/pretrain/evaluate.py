@@ -18,6 +18,7 @@ papers report) is :mod:`curl_moco.pretrain.lincls`, run by :func:`run_linear_eva
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -38,16 +39,24 @@ from curl_moco.io.checks import (
     check_output_file,
     check_positive,
     check_seed,
+    listing,
 )
 from curl_moco.io.encoder_export import ENCODER_KIND, load_encoder_state
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import ignore_interrupts_in_worker
 from curl_moco.pretrain.config import LinearEvalConfig
-from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
+from curl_moco.pretrain.data import (
+    ImageFolderDataset,
+    classes_not_held_out,
+    collate_samples,
+    split_indices,
+)
 from curl_moco.pretrain.export import arch_config, build_backbone
 from curl_moco.pretrain.lincls import LinclsSettings, linear_classification
 from curl_moco.pretrain.transforms import EvalTransform
 from curl_moco.runtime import resolve_device
+
+log = logging.getLogger("curl_moco")
 
 
 @torch.no_grad()
@@ -349,6 +358,10 @@ def run_linear_eval(cfg: LinearEvalConfig) -> dict[str, Any]:
         train_idx, val_idx = split_indices(dataset, fraction, int(source.get("seed") or 0))
     if len(val_idx) == 0:
         raise UsageError("the held-out split is empty: set --val-fraction > 0 or --val-data")
+    untested = classes_not_held_out(dataset, val_idx) if not val_data else []
+    if untested:
+        log.warning("%d class(es) have a single image or episode and so none held out (%s): "
+                    "the scores do not test them", len(untested), listing(untested))
     if cfg.protocol in ("features", "all") and cfg.target not in ("all", "none"):
         for split in (dataset, val_set):  # asked for explicitly: its data must be there
             split.states(cfg.target)  # UsageError naming target and the folder

@@ -32,13 +32,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from curl_moco.io.checkpoint import CheckpointError
+from curl_moco.io.checks import listing
 from curl_moco.io.divergence import TrainingDiverged, diverged, first_nonfinite_tensor
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
 from curl_moco.io.logger import Logger, MetricSink
 from curl_moco.io.run import RunDir
 from curl_moco.pretrain.config import RESUMABLE_CHANGES, MocoConfig, default_run_dir, validate
-from curl_moco.pretrain.data import ImageFolderDataset, collate_samples, split_indices
+from curl_moco.pretrain.data import (
+    ImageFolderDataset,
+    classes_not_held_out,
+    collate_samples,
+    split_indices,
+)
 from curl_moco.pretrain.distributed import (
     DistContext,
     all_gather_objects,
@@ -95,14 +101,20 @@ class Trainer:
             self.val_set = ImageFolderDataset(cfg.val_data, cfg.load_size,
                                               frame_stack=cfg.frame_stack, setting="val_data")
             if self.val_set.classes != self.dataset.classes:
-                raise UsageError(f"val_data classes {self.val_set.classes[:5]} differ from data "
-                                 f"classes {self.dataset.classes[:5]}")
+                extra = sorted(set(self.val_set.classes) - set(self.dataset.classes))
+                missing = sorted(set(self.dataset.classes) - set(self.val_set.classes))
+                raise UsageError(
+                    f"val_data={cfg.val_data!r} has other classes than data={cfg.data!r}: "
+                    f"only in val_data: {listing(extra) or 'none'}; only in data: "
+                    f"{listing(missing) or 'none'}")
             self.train_idx = np.arange(len(self.dataset))
             self.val_idx = np.arange(len(self.val_set))
         else:
             self.val_set = self.dataset
             self.train_idx, self.val_idx = split_indices(self.dataset, cfg.val_fraction, cfg.seed)
         self.train_set = Subset(self.dataset, self.train_idx.tolist())
+        if ctx.is_main:
+            self._note_settings_that_do_little()
         self.rank_batch = cfg.batch_size // ctx.world_size
         self.sampler = DistributedSampler(self.train_set, num_replicas=ctx.world_size,
                                           rank=ctx.rank, shuffle=True, seed=cfg.seed,
@@ -149,6 +161,29 @@ class Trainer:
         self.stop = StopSignals()  # installed while run() trains
         self.resumed = self._resume(resume_from) if resume_from is not None else False
         self._saved_step = self.step if self.resumed else -1
+
+    def _note_settings_that_do_little(self) -> None:
+        """Warn about a kNN monitor with nothing (or part of the classes) to test and a queue
+        longer than the training split: both pass the checks but do less than asked."""
+        cfg = self.cfg
+        if cfg.knn_every_epochs and not len(self.val_idx):
+            log.warning("kNN monitor skipped: the held-out split is empty (val_fraction=%s and "
+                        "no val_data%s); set --val-fraction > 0 or --val-data, or "
+                        "--knn-every-epochs 0", cfg.val_fraction,
+                        "" if cfg.val_fraction == 0 else
+                        ": every class has a single image or episode")
+        elif cfg.knn_every_epochs and not cfg.val_data:
+            untested = classes_not_held_out(self.dataset, self.val_idx)
+            if untested:
+                log.warning("kNN monitor: %d class(es) have a single image or episode and so "
+                            "none held out (%s): the monitor does not test them",
+                            len(untested), listing(untested))
+        if cfg.queue_size > len(self.train_idx):
+            log.warning("queue_size=%d is larger than the training split (%d items): the queue "
+                        "holds keys of the same images from earlier steps, each query's own "
+                        "among them, as negatives; use queue_size <= %d (a multiple of "
+                        "batch_size=%d) or more data", cfg.queue_size, len(self.train_idx),
+                        len(self.train_idx), cfg.batch_size)
 
     # ------------------------------------------------------------ checkpoints
     def _resume(self, path: Path) -> bool:
