@@ -55,11 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     return run_entry_point(_train, argv, prog="experiments.train_dmc")
 
 
+def parse(argv: list[str] | None) -> CurlSacConfig:
+    """The configuration of command line ``argv`` (flags over presets over a config file)."""
+    return parse_config(CurlSacConfig, argv, CURL_PRESETS, default_preset="curl",
+                        description=DESCRIPTION, check_overrides=check_task_override)
+
+
+def check_settings(argv: list[str] | None) -> CurlSacConfig:
+    """Everything a run checks before its first step (settings, device, compiler, run folder),
+    without training or writing: raises :class:`~curl_moco.io.errors.UsageError`. For launchers
+    of many runs (scripts/run_curl_benchmark.sh) that want every mistake before the first."""
+    cfg = parse(argv)
+    Trainer(cfg)
+    return cfg
+
+
 def _train(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # every setting is checked here, before any work
-    cfg = parse_config(CurlSacConfig, argv, CURL_PRESETS, default_preset="curl",
-                       description=DESCRIPTION, check_overrides=check_task_override)
+    cfg = parse(argv)  # every setting is checked here and in Trainer, before any work
     trainer = Trainer(cfg)
     from tqdm.contrib.logging import logging_redirect_tqdm
 

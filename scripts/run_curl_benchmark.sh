@@ -100,11 +100,15 @@ for seed in $SEEDS; do
   [[ "$seed" =~ ^[0-9]+$ ]] || fail_usage "--seeds: '$seed' is not a non-negative integer"
 done
 
+fail() { echo "error: $*" >&2; exit 2; }  # one line, no usage hint
 PYTHON="${PYTHON:-.venv/bin/python}"
+[ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null 2>&1 \
+  || fail "PYTHON=$PYTHON not found: run scripts/setup.sh or set PYTHON"
 if [ -z "$TASKS" ]; then
-  TASKS="$("$PYTHON" -m envs.tasks --curl-tasks)" \
-    || { echo "error: could not read the task list with PYTHON=$PYTHON (python -m envs.tasks" \
-      "--curl-tasks): run scripts/setup.sh or set PYTHON" >&2; exit 2; }
+  # its own error message becomes part of ours: one error line in all
+  TASKS="$("$PYTHON" -m curl_moco.envs.tasks --curl-tasks 2>&1)" \
+    || fail "PYTHON=$PYTHON could not list CURL's tasks (python -m curl_moco.envs.tasks" \
+      "--curl-tasks: $(printf '%s' "$TASKS" | tail -n 1)); run scripts/setup.sh or set PYTHON"
 fi
 [ -n "$TASKS" ] || fail_usage "--tasks is empty"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
@@ -115,12 +119,9 @@ run_dir() { echo "$RUNS_DIR/$(run_path "$1" "$2")"; }
 say() { printf '[curl-benchmark %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 if [ "$DRY_RUN" = 0 ] && [ "$COLLECT_ONLY" = 0 ] && [[ "$DEVICE" == cuda* ]]; then
-  [ -x "$PYTHON" ] || command -v "$PYTHON" >/dev/null \
-    || { echo "error: PYTHON=$PYTHON not found: run scripts/setup.sh or set PYTHON" >&2; exit 2; }
-  "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || {
-    echo "error: --device $DEVICE: no CUDA device visible to torch; run on a GPU machine, or" \
-      "pass --device cpu (slow)" >&2
-    exit 2; }
+  "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' \
+    || fail "--device $DEVICE: no CUDA device visible to torch; run on a GPU machine, or pass" \
+      "--device cpu (slow)"
 fi
 
 run_command() {  # task seed -> the training command, one word per line
@@ -128,6 +129,28 @@ run_command() {  # task seed -> the training command, one word per line
   printf '%s\n' "$PYTHON" -m experiments.train_dmc --preset curl --task "$task" --seed "$seed" \
     --steps "$STEPS" --run-dir "$(run_dir "$task" "$seed")" --device "$DEVICE" --no-progress \
     ${EXTRA[@]+"${EXTRA[@]}"}
+}
+
+END_OF_RUN="--end-of-run--"
+check_runs() {  # every training command's settings (tasks, device, flags) before the first run
+  for seed in $SEEDS; do for task in $TASKS; do
+    run_command "$task" "$seed" | tail -n +4  # the flags, one per line
+    echo "$END_OF_RUN"
+  done; done | "$PYTHON" -c '
+import sys
+from curl_moco.experiments.train_dmc import check_settings
+from curl_moco.io.errors import UsageError
+argv = []
+for word in sys.stdin.read().split("\n")[:-1]:
+    if word != sys.argv[1]:
+        argv.append(word)
+        continue
+    try:
+        check_settings(argv)
+    except UsageError as error:
+        sys.exit(f"error: {error}")
+    argv = []
+' "$END_OF_RUN"
 }
 
 collect() {  # task seed: copy the run's small logs into the results tree
@@ -151,18 +174,28 @@ collect() {  # task seed: copy the run's small logs into the results tree
   } > "$dest/command.txt"
 }
 
+PIDS_DIR=""  # one file per running training process, named by its PID (for stop_runs)
 train_one() {  # task seed
-  local task="$1" seed="$2" log
+  local task="$1" seed="$2" log pid status=0
   log="$(run_dir "$task" "$seed").log"
   mkdir -p "$(dirname "$log")"
   local cmd=()
   mapfile -t cmd < <(run_command "$task" "$seed")
   say "start $task ${VARIANT:+$VARIANT }seed $seed -> $log"
-  if "${cmd[@]}" >> "$log" 2>&1; then
+  "${cmd[@]}" >> "$log" 2>&1 &
+  pid=$!
+  : > "$PIDS_DIR/$pid"
+  wait "$pid" || status=$?
+  rm -f "$PIDS_DIR/$pid"
+  if [ "$status" = 0 ]; then
     say "done  $task seed $seed: $(grep -m1 'final evaluation' "$log" | sed 's/^ *//')"
     collect "$task" "$seed"
+  elif [ "$status" = 129 ] || [ "$status" = 130 ] || [ "$status" = 143 ]; then
+    say "stopped $task seed $seed (signal, exit $status); the same command resumes it"
+    collect "$task" "$seed"
+    return 1
   else
-    say "FAILED $task seed $seed (exit $?); last lines of $log:"
+    say "FAILED $task seed $seed (exit $status); last lines of $log:"
     tail -n 5 "$log" >&2
     collect "$task" "$seed"
     return 1
@@ -178,6 +211,23 @@ elif [ "$DRY_RUN" = 1 ]; then
   done; done
   exit 0
 else
+  check_runs || exit 2  # its one error line is printed
+  PIDS_DIR="$(mktemp -d)"
+  # Ctrl-C, kill or a closed terminal: every training run writes its checkpoint and exits (the
+  # runs themselves ignore the terminal's Ctrl-C: background jobs of a script do), then we do.
+  stop_runs() {  # exit status
+    trap '' INT TERM HUP
+    say "stopping: every running training run writes its checkpoint and exits; rerun the same" \
+      "command to resume"
+    local f
+    for f in "$PIDS_DIR"/*; do [ -e "$f" ] && kill -TERM "${f##*/}" 2>/dev/null; done
+    wait
+    rm -rf "$PIDS_DIR"
+    exit "$1"
+  }
+  trap 'stop_runs 130' INT
+  trap 'stop_runs 143' TERM
+  trap 'stop_runs 129' HUP
   say "tasks: $TASKS | seeds: $SEEDS | $STEPS env steps | $JOBS runs at a time on $DEVICE"
   for seed in $SEEDS; do
     for task in $TASKS; do
@@ -188,6 +238,8 @@ else
     done
   done
   while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=$((failed + 1)); done
+  trap - INT TERM HUP
+  rm -rf "$PIDS_DIR"
 fi
 
 if [ "$MOCO" = 1 ] && [ "$COLLECT_ONLY" = 0 ]; then
@@ -223,7 +275,12 @@ if [ "$BENCH" = 1 ] && [ "$COLLECT_ONLY" = 0 ]; then
   "$PYTHON" -m experiments.bench.bench_env --out-dir "$out" || failed=$((failed + 1))
 fi
 
-"$PYTHON" -m experiments.plot_results --results "$RESULTS_DIR"
+# Plot what there is; with nothing to plot (every run failed) say so instead of a second error
+if [ -n "$(find "$RESULTS_DIR/dmc" -name eval.csv -print -quit 2>/dev/null)" ]; then
+  "$PYTHON" -m experiments.plot_results --results "$RESULTS_DIR" || failed=$((failed + 1))
+else
+  say "no eval.csv under $RESULTS_DIR/dmc yet: nothing to plot"
+fi
 if [ "$failed" -gt 0 ]; then
   say "$failed job(s) failed; rerun the same command to resume them"
   exit 1

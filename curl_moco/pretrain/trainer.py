@@ -211,7 +211,7 @@ class Trainer:
         """Checkpoint the current position (collective: every rank contributes its RNG state)."""
         bad = first_nonfinite_tensor(self.model.state_dict().items())
         if bad is not None:  # never replace the last good checkpoint with a diverged one
-            raise self._diverged(f"the weights {bad} hold inf/NaN (no checkpoint written)")
+            raise self._diverged(f"the weights {bad} hold inf/NaN")
         ranks = all_gather_objects({"rng": capture_rng_state(),
                                     "epoch_sums": self.epoch_sums.clone()})
         self._saved_step = self.step

@@ -283,7 +283,7 @@ class Trainer:
         bad = first_nonfinite_tensor(self.agent.state_dict().items())
         if bad is not None:  # never replace the last good checkpoint with a diverged one
             raise self._diverged(f"by environment step {self.env_steps}",
-                                 f"the weights {bad} hold inf/NaN (no checkpoint written)",
+                                 f"the weights {bad} hold inf/NaN",
                                  alpha_related=bad == "log_alpha")
         payload = {
             "agent": self.agent.checkpoint_state(),
