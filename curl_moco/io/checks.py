@@ -11,6 +11,10 @@ from typing import Any
 
 from curl_moco.io.errors import MissingPathError, UsageError
 
+#: Largest float32 value: a learning rate beyond it overflows in the optimisers' float32 updates
+#: (and in CUDA's fused kernels).
+FLOAT32_MAX = 3.4028234663852886e38
+
 #: Seeds are used by Python, NumPy (< 2**32) and torch; offsets are added per rank and stream.
 MAX_SEED = 2**31 - 1
 
@@ -45,6 +49,15 @@ def listing(items: Any, limit: int = 5) -> str:
     if len(items) <= limit:
         return ", ".join(items)
     return ", ".join(items[:limit]) + f", ... ({len(items)} in all)"
+
+
+def check_learning_rate(name: str, value: float | None, effective: float | None = None) -> None:
+    """``value`` (or its ``effective`` scaled value) stays within float32's range."""
+    scaled = value if effective is None else effective
+    if value is not None and scaled > FLOAT32_MAX:
+        how = "" if effective is None else f" once scaled ({effective:.3g})"
+        raise UsageError(f"{name}={show(value)} is beyond float32's range{how}: the optimiser's "
+                         "update would overflow; use a learning rate near the presets'")
 
 
 def check_positive(cfg: Any, *names: str) -> None:

@@ -15,6 +15,7 @@ from curl_moco.contrastive.queue import KeyQueue
 from curl_moco.io.checks import (
     check_choices,
     check_folder_name,
+    check_learning_rate,
     check_non_negative,
     check_number,
     check_output_dir,
@@ -176,10 +177,6 @@ class LinearEvalConfig:
 MAX_IMAGE_SIZE = 4096
 
 
-#: Largest float32 value: learning rates beyond it overflow in the optimisers' updates.
-FLOAT32_MAX = 3.4028234663852886e38
-
-
 def default_run_dir(cfg: MocoConfig) -> Path:
     return Path(cfg.run_dir or f"runs/{cfg.name}/{cfg.arch}/seed{cfg.seed}")
 
@@ -206,11 +203,8 @@ def validate(cfg: MocoConfig, world_size: int = 1) -> MocoConfig:
     check_number("val_fraction", cfg.val_fraction, low=0.0, high=1.0, high_inclusive=False)
     for name in ("load_size", "crop_size"):
         check_number(name, getattr(cfg, name), high=MAX_IMAGE_SIZE)
-    effective_lr = cfg.lr * (cfg.batch_size / cfg.lr_scale_batch if cfg.lr_scale_batch else 1)
-    if effective_lr > FLOAT32_MAX:  # the optimisers' float32 update would overflow
-        raise UsageError(f"lr={cfg.lr!r} is beyond float32's range once scaled by batch_size / "
-                         f"lr_scale_batch ({effective_lr:.3g}); use a learning rate such as the "
-                         "presets' (0.03 for SGD)")
+    check_learning_rate("lr", cfg.lr, cfg.lr * (cfg.batch_size / cfg.lr_scale_batch
+                                                if cfg.lr_scale_batch else 1))
     for milestone in cfg.lr_milestones:
         check_number("lr_milestones", milestone, low=0.0, high=1.0, low_inclusive=False)
     if cfg.warmup_epochs > cfg.epochs:

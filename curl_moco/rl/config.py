@@ -23,6 +23,7 @@ from curl_moco.io.checks import (
     available_memory,
     check_choices,
     check_folder_name,
+    check_learning_rate,
     check_non_negative,
     check_number,
     check_output_dir,
@@ -233,6 +234,8 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
                    "num_filters", "curl_temperature", "eval_every", "eval_episodes",
                    "video_size", "video_fps", "checkpoint_every", "stop_after")
     check_threads("threads", cfg.threads)
+    check_learning_rate("lr", cfg.lr)
+    check_learning_rate("alpha_lr", cfg.alpha_lr)
     check_non_negative(cfg, "seed_steps", "queue_size", "curl_update_freq", "shift_pad",
                        "curl_latent_dim")
     check_seed("seed", cfg.seed)
