@@ -104,6 +104,9 @@ def words(obs, rng, space):
 
 def nan(obs, rng, space):
     return np.full(space.shape, np.nan)
+
+def half(obs, rng, space):
+    return [0.5] * space.shape[0]  # a list is a numeric action too
 '''
 
 
@@ -141,6 +144,17 @@ def test_refused_with_one_error_line_and_nothing_written(entry, argv, expected, 
     assert len(errors) == 1, err[-2000:]
     assert expected in errors[0], errors[0]
     assert sorted(os.listdir(paths["tmp"])) == before
+
+
+def test_a_good_custom_policy_collects_its_actions(paths, tmp_path, monkeypatch) -> None:
+    import numpy as np
+
+    monkeypatch.syspath_prepend(paths["policies"])
+    out = tmp_path / "frames"
+    argv = [a.format(tmp=tmp_path) for a in COLLECT] + ["--policy", "bad_policies:half"]
+    assert collect_frames.cli(argv) == 0
+    with np.load(out / "walker" / "frames.npz") as meta:
+        assert meta["action"].shape == (2, 6) and np.all(meta["action"] == 0.5)
 
 
 def test_memory_check_names_the_available_memory(monkeypatch, tmp_path) -> None:
