@@ -12,7 +12,9 @@ applied after the frame) and ``OUT/manifest.json``. Frames of one episode are co
 so the MoCo data set can stack ``k`` of them (``--frame-stack 3``) as the agent does.
 
 Actions come from ``--policy random`` (uniform in [-1, 1], seeded) or ``--policy module:function``
-with ``function(obs (3, H, W) uint8, rng: np.random.Generator, action_space) -> action``.
+with ``function(obs (3, H, W) uint8, rng: np.random.Generator, action_space) -> action``; it is
+called once per domain on a blank frame at start-up, so a wrong signature or an action of the
+wrong shape, not numbers or inf/NaN is refused before anything is written.
 A domain name alone uses its CURL task (cartpole-swingup, walker-walk, ...); ``domain-task``
 names pick any suite task. Rendering is real dm_control output; nothing is downloaded.
 

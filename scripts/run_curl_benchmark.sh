@@ -62,8 +62,12 @@ Options (default in brackets):
   -h, --help         show this help and exit
   -- ARGS...         pass ARGS to every experiments.train_dmc run (e.g. -- --batch-size 256)
 
+Every run's settings are checked before the first run starts. Ctrl-C, kill (SIGTERM) or a
+closed terminal sends SIGTERM to the runs: each writes its checkpoint and exits.
+
 Environment: PYTHON [.venv/bin/python], MUJOCO_GL [egl], OMP_NUM_THREADS [2 per run].
-Exit status: 0 all runs finished; 1 a run failed (rerun to resume it); 2 a usage error.
+Exit status: 0 all runs finished; 1 a run failed (rerun to resume it); 2 a usage error;
+130 / 143 / 129 stopped by Ctrl-C / SIGTERM / SIGHUP (rerun to resume).
 EOF
 }
 fail_usage() { echo "error: $* (see --help)" >&2; exit 2; }
