@@ -120,6 +120,9 @@ def compiled(fn: Any, mode: str) -> Any:
         raise ValueError(f"compile_mode={mode!r} is not one of {COMPILE_MODES}")
     if mode == "off":
         return fn
+    from curl_moco.io.console import quiet_third_party
+
+    quiet_third_party()  # inductor's "No CUDA runtime is found, using CUDA_HOME=..." line
     return torch.compile(fn, mode=None if mode == "default" else mode)
 
 

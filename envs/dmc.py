@@ -15,9 +15,11 @@ import numpy as np
 
 from curl_moco.envs.gl import select_gl_backend
 from curl_moco.envs.tasks import default_camera_id, unknown_task_error
+from curl_moco.io.console import quiet_third_party
 from curl_moco.io.errors import UsageError
 
 select_gl_backend()
+quiet_third_party()  # dm_control's and PyOpenGL's start-up lines, MuJoCo's settotalmass warning
 
 from dm_control import suite  # noqa: E402
 from dm_control.mujoco import Camera  # noqa: E402
@@ -122,7 +124,7 @@ class DMCPixelEnv(gym.Env):
         self.render_mode = "rgb_array"
 
         self._env = suite.load(domain, task, task_kwargs=dict(task_kwargs or {}))
-        self._cameras: dict[int, Camera] = {}
+        self._cameras: dict[tuple[int, int], Camera] = {}
         self._closed = False
         physics = self._env.physics
         ncam = int(physics.model.ncam)
@@ -177,22 +179,33 @@ class DMCPixelEnv(gym.Env):
         return self._action_low.copy(), self._action_high.copy()
 
     # ------------------------------------------------------------------ rendering
-    def _camera(self, size: int) -> Camera:
-        cam = self._cameras.get(size)
+    def _camera(self, size: int, camera_id: int | None = None) -> Camera:
+        camera_id = self.camera_id if camera_id is None else camera_id
+        cam = self._cameras.get((size, camera_id))
         if cam is None:
-            cam = Camera(self._env.physics, height=size, width=size, camera_id=self.camera_id)
-            self._cameras[size] = cam
+            cam = Camera(self._env.physics, height=size, width=size, camera_id=camera_id)
+            self._cameras[size, camera_id] = cam
         return cam
+
+    @property
+    def num_cameras(self) -> int:
+        """Fixed cameras of the model (ids ``0 .. num_cameras - 1``; -1 is the free camera)."""
+        return int(self._env.physics.model.ncam)
 
     def _observe(self) -> np.ndarray:
         """Render the observation camera: ``(3, image_size, image_size)`` uint8."""
         frame = self._camera(self.image_size).render()
         return np.ascontiguousarray(frame.transpose(2, 0, 1))
 
-    def render(self) -> np.ndarray:
-        """A ``(render_size, render_size, 3)`` uint8 frame of the current state (for videos)."""
+    def render(self, camera_id: int | None = None) -> np.ndarray:
+        """A ``(render_size, render_size, 3)`` uint8 frame of the current state (for videos),
+        seen by ``camera_id`` (None: the observation's camera; -1: the free camera)."""
         self._check_open()
-        return np.array(self._camera(self.render_size).render(), dtype=np.uint8, copy=True)
+        if camera_id is not None and not -1 <= camera_id < self.num_cameras:
+            raise UsageError(f"camera_id={camera_id} is invalid for {self.task_name}: its model "
+                             f"has cameras 0..{self.num_cameras - 1} (and -1, the free camera)")
+        return np.array(self._camera(self.render_size, camera_id).render(), dtype=np.uint8,
+                        copy=True)
 
     # ------------------------------------------------------------------ gymnasium API
     def _info(self, time_step: Any) -> dict[str, Any]:

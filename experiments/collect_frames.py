@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from curl_moco.io.checks import check_number, check_output_dir, check_seed
+from curl_moco.io.console import setup_logging
 from curl_moco.io.errors import ArgumentParser, UnknownNameError, UsageError, run_entry_point
 from curl_moco.pretrain.data import INCOMPLETE_MARKER  # refused by the data set while present
 
@@ -232,8 +233,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Render the data set ``argv`` describes; returns the manifest (raises
     :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    setup_logging()
     for name in ("frames_per_domain", "episode_frames", "image_size", "workers"):
         check_number(name, getattr(args, name), low=1)
     check_number("image_size", args.image_size, high=4096)

@@ -25,12 +25,12 @@ A setting the user can fix prints ``error: ...`` and exits 2.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from curl_moco.io.config import parse_config
+from curl_moco.io.console import setup_logging
 from curl_moco.io.errors import run_entry_point
 from curl_moco.pretrain.config import LinearEvalConfig
 from curl_moco.pretrain.evaluate import run_linear_eval
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse ``argv``, evaluate, print and return the results (raises
     :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     cfg = parse_config(LinearEvalConfig, argv, description=__doc__)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    setup_logging()
     result = run_linear_eval(cfg)
     text = json.dumps(result, indent=2)
     print(text)

@@ -19,28 +19,31 @@ import sys
 
 from curl_moco.experiments.configs.moco import MOCO_PRESETS
 from curl_moco.io.config import parse_config
+from curl_moco.io.console import setup_logging
 from curl_moco.io.errors import run_entry_point
 from curl_moco.pretrain.config import MocoConfig
-from curl_moco.pretrain.trainer import train
+from curl_moco.pretrain.trainer import PretrainResult, train
+
+PROG = "experiments.pretrain_moco"
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Parse ``argv``, pretrain, print and return the last epoch's metrics (raises
+def main(argv: list[str] | None = None) -> PretrainResult:
+    """Parse ``argv``, pretrain, print the last epoch's metrics and return the result (raises
     :class:`~curl_moco.io.errors.UsageError` for a bad setting; :func:`cli` reports it)."""
     cfg = parse_config(MocoConfig, argv, MOCO_PRESETS, default_preset="mocov2",
                        description=__doc__)
     is_main = int(os.environ.get("RANK", "0")) == 0
-    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    result = train(cfg)
+    setup_logging(logging.INFO if is_main else logging.WARNING)
+    result = train(cfg, entry_point=PROG)
     if is_main:
-        print(" ".join(f"{k}={v:.4g}" for k, v in result.items()))
+        print(" ".join([f"step={result.step}",
+                        *(f"{k}={v:.4g}" for k, v in result.metrics.items())]))
     return result
 
 
 def cli(argv: list[str] | None = None) -> int:
     """The command line: exit status 0, 2 (usage error) or 130/143 (stopped by a signal)."""
-    return run_entry_point(main, argv, prog="experiments.pretrain_moco")
+    return run_entry_point(main, argv, prog=PROG)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,17 @@ directory's checkpoint. A setting the user can fix prints ``error: ...`` and exi
 
 from __future__ import annotations
 
-import logging
+import shlex
 import sys
 
 from curl_moco.experiments.configs.curl_dmc import CURL_PRESETS
 from curl_moco.io.config import parse_config
-from curl_moco.io.errors import run_entry_point
+from curl_moco.io.console import setup_logging
+from curl_moco.io.errors import launch_head, run_entry_point
 from curl_moco.rl.config import CurlSacConfig, check_task_override
 from curl_moco.rl.trainer import Trainer, TrainResult
 
+PROG = "experiments.train_dmc"
 DESCRIPTION = ("CURL-SAC from pixels on DeepMind Control. Step counts are environment steps "
                "(agent steps x action repeat). Presets: 'curl' (paper, default), one per CURL "
                "task, 'quickstart' (CPU, minutes), 'smoke'.")
@@ -43,16 +45,30 @@ def summary(result: TrainResult) -> str:
     lines.append(f"  logs (CSV):        {', '.join(str(p) for p in result.csv_paths)}")
     if result.tensorboard_dir is not None:
         lines.append(f"  tensorboard:       tensorboard --logdir {result.tensorboard_dir}")
-    lines.append(f"  config:            {result.config_path}")
+    lines.append(f"  config:            {result.config_path} (what ran: "
+                 f"{result.run_dir / 'run.json'})")
     lines.append(f"  checkpoint:        {result.checkpoint}")
     if ev is not None and ev.video is not None:
         lines.append(f"  evaluation video:  {ev.video}")
+    if result.checkpoint is not None and not result.stopped_early:
+        lines.append(f"  watch the agent:   {watch_command(result.run_dir)}")
     return "\n".join(lines)
+
+
+def watch_command(run_dir) -> str:
+    """The evaluate command for ``run_dir``, started the way this run was (console command or
+    this interpreter with ``-m``)."""
+    head = launch_head(PROG)
+    if head[0].startswith("curl-moco-"):
+        head = ["curl-moco-eval"]
+    else:
+        head = [*head[:-1], head[-1].rsplit(".", 1)[0] + ".evaluate"]
+    return shlex.join([*head, "--run", str(run_dir)])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit status (see the module docstring)."""
-    return run_entry_point(_train, argv, prog="experiments.train_dmc")
+    return run_entry_point(_train, argv, prog=PROG)
 
 
 def parse(argv: list[str] | None) -> CurlSacConfig:
@@ -71,9 +87,10 @@ def check_settings(argv: list[str] | None) -> CurlSacConfig:
 
 
 def _train(argv: list[str] | None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging()
     cfg = parse(argv)  # every setting is checked here and in Trainer, before any work
     trainer = Trainer(cfg)
+    trainer.entry_point = PROG
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:

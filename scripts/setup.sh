@@ -40,7 +40,10 @@ if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$stamp_now" ]; then
   say "installing Python packages (first time: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
-  .venv/bin/python -m pip install -q --no-deps -e .
+  # setuptools prints a boxed "Editable installation ... folders with the same name as your
+  # package" notice for every editable install (curl_moco/ is that folder, on purpose): silence
+  # exactly that warning; any other warning still shows.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q --no-deps -e .
   echo "$stamp_now" > .venv/.setup-stamp
 fi
 

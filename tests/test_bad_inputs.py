@@ -19,6 +19,7 @@ from digits import write_digits_folder
 
 from curl_moco.experiments import (
     collect_frames,
+    evaluate,
     export_encoder,
     linear_eval,
     plot_results,
@@ -33,6 +34,7 @@ ENTRY_POINTS: dict[str, Callable[[list[str]], int]] = {
     "train_dmc": train_dmc.main, "pretrain_moco": pretrain_moco.cli,
     "linear_eval": linear_eval.cli, "export_encoder": export_encoder.cli,
     "collect_frames": collect_frames.cli, "plot_results": plot_results.cli,
+    "evaluate": evaluate.cli,
 }
 
 RL = ["--preset", "smoke", "--task", "cartpole-swingup", "--image-size", "40", "--crop-size",
@@ -164,6 +166,15 @@ CASES: list[tuple[str, list[str], str]] = [
     ("plot_results", ["--results", "{tmp}/nowhere"], "results="),
     ("plot_results", ["--results", "{results}", "--out", "{file}"], "out="),
     ("plot_results", ["--results", "{results}", "--out", "{tmp}/plots"], "eval.csv"),
+    # ---- evaluate (camera, video size, task, output folder of a real run: tests/test_evaluate.py)
+    ("evaluate", [], "run is required"),
+    ("evaluate", ["--run", "{tmp}/nowhere"], "run="),
+    ("evaluate", ["--run", "{dir}"], "holds no checkpoint.pt"),
+    ("evaluate", ["--run", "{moco_ckpt}"], "is a MoCo pretraining checkpoint"),
+    ("evaluate", ["--run", "{flipped_ckpt}"], "corrupt"),
+    ("evaluate", ["--run", "{rl_ckpt}"], "lacks the trainer's or agent's state"),
+    ("evaluate", ["--run", "{dir}", "--episodes", "0"], "episodes=0"),
+    ("evaluate", ["--run", "{dir}", "--video", "movie"], "--video"),
 ]
 
 

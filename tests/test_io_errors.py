@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 
 import pytest
 
@@ -56,13 +57,15 @@ def test_interrupt_exit_codes_and_resume_command(capsys, monkeypatch, tmp_path) 
     err = capsys.readouterr().err.splitlines()
     assert err[0] == f"interrupted by SIGTERM at 80 environment steps; checkpoint saved to " \
                      f"{tmp_path / 'c.pt'}"
-    assert err[1] == (f"resume with: python -m experiments.train_dmc --config "
-                      f"{tmp_path / 'config.json'} --resume")
+    # called from Python (here: pytest): this interpreter and the installed module
+    assert err[1] == (f"resume with: {sys.executable} -m curl_moco.experiments.train_dmc "
+                      f"--config {tmp_path / 'config.json'} --resume")
     assert run_entry_point(_raising(KeyboardInterrupt()), prog="x") == 130
     assert "Traceback" not in capsys.readouterr().err
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert resume_command("experiments.pretrain_moco", "r/config.json") == (
-        "torchrun --nproc_per_node 4 -m experiments.pretrain_moco --config r/config.json")
+        "torchrun --nproc_per_node 4 -m curl_moco.experiments.pretrain_moco --config "
+        "r/config.json")
 
 
 def test_argument_errors_and_help(capsys) -> None:

@@ -181,7 +181,7 @@ def test_tiny_vit_pretrains_exports_and_strict_loads(digits, tmp_path):
     cfg = _vit_cfg(digits, tmp_path / "run")
     result = train(cfg)
     run = tmp_path / "run"
-    assert result["step"] == 10 and 0.0 < result["loss"] < 10  # 81 training items // 16
+    assert result.step == 10 and 0.0 < result.metrics["loss"] < 10  # 81 training items // 16
     ckpt = load_checkpoint(run / "checkpoint.pt", kind="moco")["payload"]["model"]
     prefix = "encoder_q.backbone."
     frozen = ("conv_proj.weight", "conv_proj.bias", "encoder.pos_embedding")

@@ -50,9 +50,11 @@ def test_tiny_run_logs_monitors_counts_and_exports(digits, tmp_path):
     assert 0.3 < float(epochs[-1]["knn_accuracy"]) <= 1.0  # 10 classes: chance is 0.1
     assert [int(r["step"]) for r in read_csv(run / "train.csv")] == list(range(1, 11))
     assert json.loads((run / "config.json").read_text())["queue_size"] == 32
-    info = json.loads((run / "run.json").read_text())
+    info = json.loads((run / "run.json").read_text())["run"]
     assert info["train_items"] + info["val_items"] == 101 and info["effective_lr"] == 0.5 / 16
-    assert result["step"] == 10 and result["knn_accuracy"] == float(epochs[-1]["knn_accuracy"])
+    assert result.step == 10 and result.epochs == 2
+    assert result.metrics["knn_accuracy"] == float(epochs[-1]["knn_accuracy"])
+    assert result.encoder == run / "encoder.pt" and result.checkpoint == run / "checkpoint.pt"
     ckpt = load_checkpoint(run / "checkpoint.pt", kind="moco")
     assert ckpt["payload"]["epoch"] == 2 and int(ckpt["payload"]["model"]["queue.ptr"]) == 0
     state = load_encoder_state(run / "encoder.pt", {"arch": "pixel", "in_channels": 3})
@@ -222,8 +224,9 @@ def test_sigterm_on_one_rank_stops_all_ranks_after_the_same_step(digits, tmp_pat
     assert proc.returncode != 0
     message = "interrupted by SIGTERM at step 2 (epoch 0.40 of 1)"  # printed once, by rank 0
     assert proc.stderr.count(message) == 1, proc.stderr[-3000:]
-    assert "resume with: torchrun --nproc_per_node 2 -m experiments.pretrain_moco --config" \
-        in proc.stderr
+    # launched as a script: the resume command names the installed module
+    assert ("resume with: torchrun --nproc_per_node 2 -m curl_moco.experiments.pretrain_moco "
+            "--config") in proc.stderr
     assert "exitcode  : 143" in proc.stderr  # both ranks: 128 + SIGTERM
     for package in ("curl_moco", "envs", "experiments"):  # (torchrun's own report may pass
         # through .venv/, which lives in the repository)
@@ -266,7 +269,7 @@ def test_sigterm_to_the_process_group_with_loader_workers(digits, tmp_path):
     assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
     stopped = load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"]
     assert f"interrupted by SIGTERM at step {stopped} (epoch " in err
-    assert "resume with: python -m experiments.pretrain_moco --config" in err
+    assert f"resume with: {sys.executable} -m experiments.pretrain_moco --config" in err
     train(cfg)
     assert load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"] == 15
     assert [int(r["step"]) for r in read_csv(csv_path)] == list(range(1, 16))

@@ -310,7 +310,9 @@ def test_ctrl_c_writes_a_checkpoint_and_the_printed_command_resumes_exactly(
     assert state["env_steps"] == stopped_at and 320 < stopped_at < 640
     assert stopped_at > max(int(r["step"]) for r in read_csv(csv_path)) - 80
     resume = err.split("resume with: ")[1].strip()
-    assert resume == f"python -m experiments.train_dmc --config {tmp_path / 'config.json'}"
+    # started as `python -m experiments.train_dmc`: the same interpreter and module
+    assert resume == (f"{sys.executable} -m experiments.train_dmc --config "
+                      f"{tmp_path / 'config.json'}")
 
     done = subprocess.run([sys.executable, *resume.split()[1:]], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -108,15 +108,35 @@ def run_entry_point(main: Callable[[list[str] | None], Any], argv: list[str] | N
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
-def resume_command(prog: str, config_path: str | os.PathLike | None) -> str:
-    """The shell command that continues a run from its saved ``config.json`` (with torchrun's
-    launcher when this process was started by it)."""
+def launch_head(prog: str) -> list[str]:
+    """The command (without its arguments) that started this process, to print for running it
+    again: the console command (``curl-moco-train``) when launched through one; else this
+    interpreter's full path (a virtual environment's python, not whatever ``python`` is on the
+    PATH) with ``-m`` and the module as typed (``experiments.train_dmc`` in the repository),
+    ``curl_moco.experiments.<name>`` when the entry point was called from other Python code;
+    torchrun's launcher under torchrun. ``prog``: the entry point's module, ``experiments.x``."""
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    launcher = (f"torchrun --nproc_per_node {world} -m {prog}" if world > 1
-                else f"python -m {prog}")
+    orig = list(getattr(sys, "orig_argv", []))
+    module = f"curl_moco.{prog}"
+    if "-m" in orig[:-1]:
+        typed = orig[orig.index("-m") + 1]
+        if typed in (prog, module):
+            module = typed
+    if world > 1:
+        return ["torchrun", "--nproc_per_node", str(world), "-m", module]
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if script.startswith("curl-moco-"):
+        return [script]
+    return [sys.executable, "-m", module]
+
+
+def resume_command(prog: str, config_path: str | os.PathLike | None) -> str:
+    """The shell command that continues a run from its saved ``config.json``, started the way
+    this run was (:func:`launch_head`)."""
+    head = launch_head(prog)
     if config_path is None:
-        return f"{launcher} <the same flags>"
-    return f"{launcher} --config {shlex.quote(str(config_path))}"
+        return f"{shlex.join(head)} <the same flags>"
+    return shlex.join([*head, "--config", str(config_path)])
 
 
 def report(message: str) -> None:

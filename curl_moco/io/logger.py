@@ -1,6 +1,9 @@
 """Metrics through a list of sinks: CSV files (one per group, e.g. ``train.csv``, ``eval.csv``),
 TensorBoard, or anything with ``write(group, step, row)``, ``flush()`` and ``close()``.
 
+Sinks may also implement ``write_config(config, step)`` (the run's resolved config) and
+``write_video(tag, step, frames, fps)``; :class:`TensorBoardSink` does both.
+
 The trainers log through :class:`Logger` and never name a sink: a library user adds one (a
 dashboard, a database) by passing it to ``train(cfg, sinks=[...])``.
 
@@ -12,12 +15,13 @@ CSV files (and purged from TensorBoard): they are logged again by the resumed ru
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("curl_moco")
 
@@ -60,6 +64,19 @@ class Logger:
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
+
+    def config(self, config: dict[str, Any], step: int = 0) -> None:
+        """Hand the run's resolved config to the sinks that record one (``write_config``)."""
+        for sink in self.sinks:
+            if hasattr(sink, "write_config"):
+                sink.write_config(config, step)
+
+    def video(self, tag: str, step: int, frames: Sequence[Any], fps: float) -> None:
+        """Hand a video (frames ``(H, W, 3)`` uint8) to the sinks that show one
+        (``write_video``)."""
+        for sink in self.sinks:
+            if hasattr(sink, "write_video"):
+                sink.write_video(tag, step, frames, fps)
 
     def __enter__(self) -> Logger:
         return self
@@ -128,6 +145,31 @@ class TensorBoardSink:
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
                 self._writer.add_scalar(f"{group}/{key}", value, step)
+
+    def write_config(self, config: dict[str, Any], step: int = 0) -> None:
+        """The config as text (a JSON block, tab "Text") and as hyperparameters (tab "HParams",
+        one column per field; the evaluation return as the metric)."""
+        from torch.utils.tensorboard.summary import hparams
+
+        text = json.dumps(config, indent=2, sort_keys=True, default=str)
+        self._writer.add_text("config", "```\n" + text + "\n```", step)
+        values = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+                  for key, value in sorted(config.items())}
+        for summary in hparams(values, {"eval/episode_reward": 0.0}):
+            self._writer.file_writer.add_summary(summary, step)
+
+    def write_video(self, tag: str, step: int, frames: Sequence[Any], fps: float) -> None:
+        """An animated GIF of ``frames`` (``(H, W, 3)`` uint8) in the "Images" tab (the GIF
+        TensorBoard itself shows; no moviepy needed)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        from curl_moco.io.video import gif_bytes
+
+        first = frames[0]
+        image = Summary.Image(height=int(first.shape[0]), width=int(first.shape[1]),
+                              colorspace=3, encoded_image_string=gif_bytes(frames, fps))
+        self._writer.file_writer.add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def flush(self) -> None:
         self._writer.flush()

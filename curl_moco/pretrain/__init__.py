@@ -6,9 +6,26 @@
 - :mod:`.trainer`: single-process or torchrun/DDP training with kNN monitor and checkpoints.
 - :mod:`.evaluate`: kNN, linear probe and state-regression on frozen features.
 - :mod:`.export`: torchvision state dict or exchange-format encoder for the agent.
+
+``from curl_moco.pretrain import MocoConfig, train`` runs a pretraining from Python and returns a
+:class:`PretrainResult` (``train`` and ``PretrainResult`` are imported on first use).
 """
+
+import importlib
+from typing import Any
 
 from curl_moco.pretrain.config import LinearEvalConfig, MocoConfig
 from curl_moco.pretrain.moco import MoCo, MocoOutput
 
-__all__ = ["LinearEvalConfig", "MoCo", "MocoConfig", "MocoOutput"]
+_LAZY = {"train": "curl_moco.pretrain.trainer", "PretrainResult": "curl_moco.pretrain.trainer",
+         "Trainer": "curl_moco.pretrain.trainer"}
+
+__all__ = ["LinearEvalConfig", "MoCo", "MocoConfig", "MocoOutput", "PretrainResult", "Trainer",
+           "train"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'curl_moco.pretrain' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

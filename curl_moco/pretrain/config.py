@@ -181,10 +181,11 @@ def default_run_dir(cfg: MocoConfig) -> Path:
     return Path(cfg.run_dir or f"runs/{cfg.name}/{cfg.arch}/seed{cfg.seed}")
 
 
-def validate(cfg: MocoConfig, world_size: int = 1) -> MocoConfig:
+def validate(cfg: MocoConfig, world_size: int = 1, *, for_training: bool = True) -> MocoConfig:
     """Check every setting before any work (none needs the data); returns ``cfg``. Raises
     :class:`UsageError` naming the offending setting and the value given (e.g. ``lr`` before it
-    is scaled by the batch size)."""
+    is scaled by the batch size). ``for_training=False`` skips the output folder's check
+    (building a model from a config needs no run folder)."""
     if not cfg.data:
         raise UsageError("data is required: pass --data DIR (an image folder root/<class>/<img>)")
     check_positive(cfg, "lr", "temperature", "knn_temperature", "load_size", "crop_size",
@@ -239,5 +240,6 @@ def validate(cfg: MocoConfig, world_size: int = 1) -> MocoConfig:
     check_non_negative(cfg, "head_layers")
     check_choices(cfg)
     check_folder_name("name", cfg.name)
-    check_output_dir("run_dir", default_run_dir(cfg))
+    if for_training:
+        check_output_dir("run_dir", default_run_dir(cfg))
     return cfg

@@ -101,10 +101,31 @@ class MoCo(nn.Module):
         self.queue = KeyQueue(dim, queue_size, seed=queue_seed) if queue_size > 0 else None
 
     @classmethod
-    def from_config(cls, cfg: MocoConfig) -> nn.Module:
-        """The MoCo module a checked :class:`~curl_moco.pretrain.config.MocoConfig` describes
-        (random init from the global RNG: same seed, same model); wrapped in SyncBatchNorm when
-        ``sync_bn`` (the official v3 code converts the whole model, heads included)."""
+    def from_config(cls, cfg: MocoConfig, *, device: torch.device | str | None = None,
+                    world_size: int | None = None) -> nn.Module:
+        """The MoCo module a :class:`~curl_moco.pretrain.config.MocoConfig` describes, on
+        ``device`` (None: ``cfg.device``); wrapped in SyncBatchNorm when ``sync_bn`` (the
+        official v3 code converts the whole model, heads included).
+
+        ``cfg`` is checked first by :func:`curl_moco.pretrain.config.validate` (the command
+        line's checks, for ``world_size`` processes; None: torchrun's ``WORLD_SIZE``). The
+        weights are initialised from ``cfg.seed`` alone: same seed, same model, whatever the
+        global RNG's state (which is left untouched)."""
+        from curl_moco.io.errors import usage_errors
+        from curl_moco.pretrain.config import validate
+        from curl_moco.runtime import launched_world_size, resolve_device
+
+        with usage_errors():
+            validate(cfg, launched_world_size() if world_size is None else world_size,
+                     for_training=False)
+        device = resolve_device(cfg.device) if device is None else torch.device(device)
+        with torch.random.fork_rng(devices=[]):  # built on the CPU, then moved
+            torch.manual_seed(cfg.seed)
+            model = cls._build(cfg)
+        return model.to(device)
+
+    @classmethod
+    def _build(cls, cfg: MocoConfig) -> nn.Module:
         arch = dict(arch_config(config_to_dict(cfg)), zero_init_residual=cfg.zero_init_residual,
                     stop_grad_patch=cfg.stop_grad_patch)
         vit = is_vit(cfg.arch)

@@ -18,11 +18,11 @@ all-reduce of the stop flag), finish that step, write a checkpoint there and rai
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +33,13 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from curl_moco.io.checkpoint import CheckpointError
 from curl_moco.io.checks import listing
+from curl_moco.io.console import header
 from curl_moco.io.divergence import TrainingDiverged, diverged, first_nonfinite_tensor
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
 from curl_moco.io.logger import Logger, MetricSink
 from curl_moco.io.run import RunDir
+from curl_moco.io.run_record import RunRecord, device_record
 from curl_moco.pretrain.config import RESUMABLE_CHANGES, MocoConfig, default_run_dir, validate
 from curl_moco.pretrain.data import (
     ImageFolderDataset,
@@ -74,6 +76,23 @@ from curl_moco.runtime import (
 log = logging.getLogger("curl_moco")
 
 CHECKPOINT_KIND = "moco"
+@dataclass
+class PretrainResult:
+    """What a finished pretraining run produced (paths are rank 0's)."""
+
+    run_dir: Path
+    step: int
+    epochs: int
+    metrics: dict[str, float]
+    checkpoint: Path
+    config_path: Path
+    encoder: Path | None = None
+    csv_paths: list[Path] = field(default_factory=list)
+    tensorboard_dir: Path | None = None
+    resumed_from: int | None = None
+    wall_s: float = 0.0
+
+
 # ---------------------------------------------------------------- the run
 class Trainer:
     """One pretraining run on one rank: data, model, optimiser, loop, checkpoints (see
@@ -129,7 +148,7 @@ class Trainer:
 
         # Model, identical on every rank (same seed), then per-rank augmentation randomness.
         seed_everything(cfg.seed)
-        self.model = MoCo.from_config(cfg).to(self.device)
+        self.model = MoCo.from_config(cfg, device=self.device, world_size=ctx.world_size)
         if cfg.channels_last and cfg.arch != "pixel":
             self.model.to(memory_format=torch.channels_last)
         normalize = cfg.arch != "pixel"
@@ -149,9 +168,7 @@ class Trainer:
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
                 broadcast_buffers=False)
         seed_everything(cfg.seed + 1 + 1000 * ctx.rank)
-        self.amp, amp_reason = resolve_amp(cfg.amp, self.device, what="bf16 autocast")
-        if ctx.is_main:
-            log.info("precision: %s", amp_reason)
+        self.amp, self.amp_reason = resolve_amp(cfg.amp, self.device, what="bf16 autocast")
 
         self.epoch, self.step_in_epoch, self.step = 0, 0, 0
         self.skipped_total = 0
@@ -160,6 +177,9 @@ class Trainer:
         self.last: dict[str, float] = {}
         self.stop = StopSignals()  # installed while run() trains
         self.resumed = self._resume(resume_from) if resume_from is not None else False
+        self._resumed_step = self.step if self.resumed else None
+        #: The entry point's module when one runs this trainer (recorded in run.json).
+        self.entry_point: str | None = None
         self._saved_step = self.step if self.resumed else -1
 
     def _note_settings_that_do_little(self) -> None:
@@ -309,21 +329,26 @@ class Trainer:
         self.optimizer.step()
         return out.loss.detach(), out.accuracy.detach(), lr, m
 
-    def run(self) -> dict[str, float]:
+    def run(self) -> PretrainResult:
         cfg, ctx = self.cfg, self.ctx
+        start = time.time()
         logger = None
+        record = RunRecord(self.run_dir)
         if ctx.is_main:
             self.run_folder.prepare(outputs=("encoder.pt", "backbone_torchvision.pt"))
-            (self.run_dir / "run.json").write_text(json.dumps({
-                "world_size": ctx.world_size, "device": str(self.device),
-                "batch_per_rank": self.rank_batch, "effective_lr": self.base_lr,
-                "train_items": len(self.train_idx), "val_items": len(self.val_idx),
-                "classes": self.dataset.classes, "steps_per_epoch": self.steps_per_epoch,
-                "total_steps": self.total_steps, "amp": self.amp,
-            }, indent=2) + "\n")
+            record.start(
+                device=self.device, precision="bf16" if self.amp == "bf16" else "float32",
+                precision_reason=self.amp_reason, compile_mode="off", prog=self.entry_point,
+                resumed_from=self.step if self.resumed else None, extra={
+                    "world_size": ctx.world_size, "batch_per_rank": self.rank_batch,
+                    "effective_lr": self.base_lr, "train_items": len(self.train_idx),
+                    "val_items": len(self.val_idx), "classes": self.dataset.classes,
+                    "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps})
             # A fresh run clears rows left by an earlier attempt that never checkpointed.
             logger = self.run_folder.open_logger(self.step if self.resumed else None,
                                           tensorboard=cfg.tensorboard, sinks=self.sinks)
+            logger.config(self.config_dict, self.step)
+            log.info("%s", self.header())
         try:
             with self.stop:
                 while self.epoch < cfg.epochs:
@@ -333,9 +358,32 @@ class Trainer:
         finally:
             if logger is not None:
                 logger.close()
+            record.finish(step=self.step)
         if ctx.is_main and cfg.export:
             self.export()
-        return dict(self.last, step=self.step)
+        encoder = self.run_dir / "encoder.pt"
+        return PretrainResult(
+            run_dir=self.run_dir, step=self.step, epochs=self.epoch,
+            metrics={k: v for k, v in self.last.items() if k != "epoch"},
+            checkpoint=self.ckpt_path, config_path=self.run_folder.config_path,
+            encoder=encoder if cfg.export and encoder.is_file() else None,
+            csv_paths=sorted(self.run_dir.glob("*.csv")),
+            tensorboard_dir=(self.run_dir / "tb") if cfg.tensorboard else None,
+            resumed_from=self._resumed_step, wall_s=time.time() - start)
+
+    def header(self) -> str:
+        """The start-up header: data, steps, device, precision, run folder."""
+        cfg = self.cfg
+        device = device_record(self.device)
+        where = (f"resumed from step {self.step}" if self.resumed else "fresh run")
+        ranks = f", {self.ctx.world_size} processes" if self.ctx.world_size > 1 else ""
+        return header(
+            f"MoCo ({cfg.arch}) on {cfg.data}: {cfg.epochs} epochs x {self.steps_per_epoch} "
+            f"steps = {self.total_steps:,} steps of {cfg.batch_size} images", {
+                "device": f"{device['name']} ({device['model']}), {torch.get_num_threads()} "
+                          f"threads{ranks}",
+                "precision": self.amp_reason,
+                "run folder": f"{self.run_dir} ({where})"})
 
     def _run_epoch(self, logger: Logger | None) -> None:
         cfg, ctx = self.cfg, self.ctx
@@ -416,10 +464,13 @@ class Trainer:
             export_torchvision(backbone, self.run_dir / "backbone_torchvision.pt")
 
 
-def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = ()) -> dict[str, float]:
+def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = (), *,
+          entry_point: str | None = None) -> PretrainResult:
     """Pretrain with ``cfg`` in this process (joining torchrun's process group if launched by
-    it). Returns the last epoch's metrics (loss, accuracy, knn_accuracy, ...) and ``step``;
-    rank 0 logs to the run folder's CSV files (+ TensorBoard) and to any extra ``sinks``."""
+    it). Returns a :class:`PretrainResult` (the last epoch's metrics: loss, accuracy,
+    knn_accuracy, ...; the run's files); rank 0 logs to the run folder's CSV files (+
+    TensorBoard) and to any extra ``sinks``. ``entry_point``: the command's module, recorded
+    in run.json by the command line."""
     # Settings are checked before joining the process group, on every rank: a rank that fails
     # never leaves the others waiting to connect (torchrun sets WORLD_SIZE for each rank).
     world_size = launched_world_size()
@@ -431,6 +482,8 @@ def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = ()) -> dict[str, float]
                          "in one process use shuffle_bn or plain BN")
     ctx = init_distributed(device)
     try:
-        return Trainer(cfg, ctx, sinks).run()
+        trainer = Trainer(cfg, ctx, sinks)
+        trainer.entry_point = entry_point
+        return trainer.run()
     finally:
         cleanup_distributed()

@@ -47,6 +47,7 @@ import contextlib
 import copy
 import inspect
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,13 @@ from curl_moco.runtime import compiled, resolve_amp
 
 if TYPE_CHECKING:
     from curl_moco.rl.config import CurlSacConfig
+    from curl_moco.rl.load import LoadedAgent
+
+
+def weight_seed(seed: int) -> int:
+    """The seed of the weight initialisation of an agent of ``seed``: its own stream, distinct
+    from the agent's :attr:`~CurlSacAgent.generator` (seeded with ``seed`` itself)."""
+    return int(np.random.SeedSequence([int(seed), 0x5EED]).generate_state(1)[0])
 
 
 @contextlib.contextmanager
@@ -189,12 +197,43 @@ class CurlSacAgent(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CurlSacConfig, in_channels: int, action_dim: int, *,
-                    device: torch.device | str = "cpu", seed: int = 0) -> CurlSacAgent:
-        """The agent a validated :class:`~curl_moco.rl.config.CurlSacConfig` describes, for
-        ``(B, in_channels, H, W)`` frame stacks and ``action_dim`` actions. A new agent knob is
-        a keyword argument here and a config field of the same name: nothing else to edit."""
+                    device: torch.device | str | None = None,
+                    seed: int | None = None) -> CurlSacAgent:
+        """The agent a :class:`~curl_moco.rl.config.CurlSacConfig` describes, for
+        ``(B, in_channels, H, W)`` frame stacks and ``action_dim`` actions.
+
+        ``cfg`` is checked and resolved first by :func:`curl_moco.rl.config.validate` (the
+        command line's checks; a bad setting raises its :class:`UsageError`). ``device`` None
+        means ``cfg.device``; ``seed`` None means ``cfg.seed``. The weights are initialised from
+        ``seed`` alone (same seed, same weights, whatever the global RNG's state, which is left
+        untouched); the agent's :attr:`generator` is seeded from it too. A new agent knob is a
+        keyword argument here and a config field of the same name: nothing else to edit."""
+        from curl_moco.io.errors import usage_errors
+        from curl_moco.rl.config import validate
+        from curl_moco.runtime import resolve_device
+
+        with usage_errors():
+            cfg = validate(cfg, for_training=False)
+        if in_channels != 3 * cfg.frame_stack:
+            raise ValueError(f"in_channels={in_channels} does not match frame_stack="
+                             f"{cfg.frame_stack} (3 x frame_stack RGB channels)")
+        device = resolve_device(cfg.device) if device is None else torch.device(device)
+        seed = cfg.seed if seed is None else int(seed)
         knobs = {name: getattr(cfg, name) for name in cls.knob_names()}
-        return cls(in_channels, cfg.crop_size, action_dim, **knobs, device=device, seed=seed)
+        with torch.random.fork_rng(devices=[]):  # the weights are made on the CPU, then moved
+            torch.manual_seed(weight_seed(seed))
+            return cls(in_channels, cfg.crop_size, action_dim, **knobs, device=device,
+                       seed=seed)
+
+    @classmethod
+    def load(cls, run_dir_or_checkpoint: str | os.PathLike,
+             device: torch.device | str = "auto") -> LoadedAgent:
+        """``agent, cfg, make_env = CurlSacAgent.load(run_dir)``: the trained agent of a run
+        folder (or checkpoint file) on ``device``, its config, and a factory of matching
+        environments; see :func:`curl_moco.rl.load.load_agent`."""
+        from curl_moco.rl.load import load_agent
+
+        return load_agent(run_dir_or_checkpoint, device=device)
 
     # ------------------------------------------------------------------ properties
     @property

@@ -44,7 +44,7 @@ CURL_SEED_AGENT_STEPS = 1000
 RESUMABLE_CHANGES = frozenset({
     "steps", "device", "run_dir", "progress", "checkpoint_every", "save_replay", "eval_every",
     "eval_episodes", "video", "video_size", "video_fps", "tensorboard", "resume", "init_encoder",
-    "stop_after", "threads", "channels_last", "fused_adam", "compile_mode", "amp",
+    "stop_after", "tb_video", "threads", "channels_last", "fused_adam", "compile_mode", "amp",
 })
 
 
@@ -124,7 +124,9 @@ class CurlSacConfig:
     video: bool = knob(True, "write an mp4 of the first episode of every evaluation")
     video_size: int = knob(256, "video frame size in pixels")
     video_fps: int | None = knob(None, "video frames per second; None = real time "
-                                 "(1 / (control timestep x action_repeat))")
+                                 "(1 / (control timestep x action_repeat), e.g. 12.5)")
+    tb_video: bool = knob(False, "also put the evaluation video into TensorBoard (an animated "
+                          "GIF in the Images tab)")
     checkpoint_every: int = knob(20_000, "checkpoint every N environment steps (at episode "
                                  "ends) and at the end")
     name: str = knob("curl", "run name (presets set their own), part of the default run_dir")
@@ -220,8 +222,10 @@ def check_replay_memory(cfg: CurlSacConfig) -> None:
             f"{fits} slots fit now) or image_size")
 
 
-def validate(cfg: CurlSacConfig) -> CurlSacConfig:
-    """Check every setting before any work; returns the resolved config.
+def validate(cfg: CurlSacConfig, *, for_training: bool = True) -> CurlSacConfig:
+    """Check every setting before any work; returns the resolved config. ``for_training=False``
+    skips what only a training run needs (the ``init_encoder`` file, the ``run_dir`` folder,
+    memory for the replay buffer): building an agent from a saved run's config needs none.
 
     Raises :class:`~curl_moco.io.errors.UsageError` (a ``ValueError``; a ``KeyError`` for an
     unknown task) naming the setting and the value given.
@@ -256,7 +260,10 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
                          f"actor_log_std_max={cfg.actor_log_std_max}")
     for name in ("image_size", "video_size"):
         check_number(name, getattr(cfg, name), high=MAX_RENDER_SIZE)
-    if cfg.video and cfg.video_size < MIN_VIDEO_SIZE:
+    if cfg.tb_video and not cfg.tensorboard:
+        raise UsageError("tb_video=True puts the evaluation video into TensorBoard, which is "
+                         "off (--no-tensorboard): drop one of the two")
+    if (cfg.video or cfg.tb_video) and cfg.video_size < MIN_VIDEO_SIZE:
         raise UsageError(f"video_size={cfg.video_size} is too small for a video: use at least "
                          f"{MIN_VIDEO_SIZE} pixels, or --no-video")
     if cfg.camera_id is not None and cfg.camera_id < -1:
@@ -311,7 +318,6 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
             f"transitions the replay buffer holds at the first update (seed_steps="
             f"{cfg.seed_steps} environment steps / action_repeat={cfg.action_repeat}); raise "
             "seed_steps or lower batch_size")
-    check_replay_memory(cfg)
     if cfg.queue_size:
         if cfg.curl_update_freq == 0:
             raise UsageError(f"queue_size={cfg.queue_size} needs the CURL loss (curl_update_freq "
@@ -323,6 +329,9 @@ def validate(cfg: CurlSacConfig) -> CurlSacConfig:
 
         with usage_errors():
             KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
+    if not for_training:
+        return cfg
+    check_replay_memory(cfg)
     if cfg.init_encoder is not None and not Path(cfg.init_encoder).is_file():
         raise UsageError(f"init_encoder={cfg.init_encoder!r}: no such file")
     check_output_dir("run_dir", cfg.run_dir)

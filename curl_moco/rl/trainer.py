@@ -36,6 +36,7 @@ import torch
 
 from curl_moco import runtime
 from curl_moco.io.checkpoint import CheckpointError
+from curl_moco.io.console import header
 from curl_moco.io.divergence import (
     TrainingDiverged,
     describe,
@@ -49,10 +50,13 @@ from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted
 from curl_moco.io.logger import Logger, MetricSink
 from curl_moco.io.run import RunDir
+from curl_moco.io.run_record import RunRecord, device_record
 from curl_moco.io.video import write_video
 from curl_moco.rl.agent import CurlSacAgent
 from curl_moco.rl.config import RESUMABLE_CHANGES, CurlSacConfig, task_defaults, validate
+from curl_moco.rl.environment import make_task_env
 from curl_moco.rl.replay import ReplayBuffer
+from curl_moco.rl.rollout import EpisodeAborted, StepView, play_episode, real_time_fps
 from curl_moco.runtime import (
     capture_rng_state,
     resolve_device,
@@ -70,6 +74,17 @@ _TRAIN_EPISODE, _EVAL_EPISODE, _EXPLORE, _REPLAY, _AGENT = range(5)
 def derived_seed(seed: int, *keys: int) -> int:
     """A 31-bit seed for stream ``keys`` of run ``seed`` (independent streams, reproducible)."""
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] >> 1)
+
+
+def agent_seed(seed: int) -> int:
+    """The seed the agent of run ``seed`` is built with (weights and its generator)."""
+    return derived_seed(seed, _AGENT)
+
+
+def eval_episode_seed(seed: int, eval_round: int, episode: int) -> int:
+    """The reset seed of episode ``episode`` of evaluation number ``eval_round`` (0 = the
+    first) of run ``seed``: what the evaluate command replays."""
+    return derived_seed(seed, _EVAL_EPISODE, eval_round, episode)
 
 
 @dataclass
@@ -173,25 +188,15 @@ class Trainer:
         self._pending_periodic = False  # interrupted at an episode end, before eval/checkpoint
         self._replay_restored = False
         self._unsaved_progress = False
+        #: The entry point's module when one runs this trainer (recorded in run.json).
+        self.entry_point: str | None = None
+        self.record = RunRecord(self.run_dir)
+        self._compile_started: float | None = None
+        self._compile_done = False
 
     # ------------------------------------------------------------------ construction
     def _make_env(self, seed: int, render_size: int):
-        from curl_moco.envs.registry import make_env
-
-        cfg = self.cfg
-        kwargs: dict[str, Any] = dict(image_size=cfg.image_size, frame_stack=cfg.frame_stack,
-                                      action_repeat=cfg.action_repeat, seed=seed,
-                                      camera_id=cfg.camera_id, render_size=render_size,
-                                      min_image_size=cfg.crop_size)
-        env = make_env(cfg.task, **kwargs)
-        if cfg.episode_length is not None:
-            # dm_control ends an episode after time_limit / control_timestep control steps;
-            # half a step of margin makes the float division land on episode_length exactly.
-            timestep = env.unwrapped.control_timestep
-            env.close()
-            limit = (cfg.episode_length - 0.5) * timestep
-            env = make_env(cfg.task, task_kwargs={"time_limit": limit}, **kwargs)
-        return env
+        return make_task_env(self.cfg, seed, render_size)
 
     def setup(self) -> None:
         """Build environments, agent, replay buffer and logger; restore the checkpoint if any."""
@@ -205,8 +210,7 @@ class Trainer:
         action_dim = int(np.prod(self.env.action_space.shape))
         obs_shape = self.env.observation_space.shape  # (3k, H, W)
         self.agent = CurlSacAgent.from_config(cfg, obs_shape[0], action_dim, device=self.device,
-                                              seed=derived_seed(cfg.seed, _AGENT))
-        log.info("precision: %s", self.agent.amp_reason)
+                                              seed=agent_seed(cfg.seed))
         frame_shape = (obs_shape[0] // cfg.frame_stack, *obs_shape[1:])
         self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, cfg.frame_stack, action_dim,
                                    device=self.device, seed=derived_seed(cfg.seed, _REPLAY))
@@ -223,6 +227,29 @@ class Trainer:
 
         self.logger = self.run_folder.open_logger(self.resumed_from,
                                                   tensorboard=cfg.tensorboard, sinks=self.sinks)
+        self.logger.config(self.run_folder.config, self.resumed_from or 0)
+        self.record.start(device=self.device,
+                          precision="bf16" if self.agent.amp == "bf16" else "float32",
+                          precision_reason=self.agent.amp_reason,
+                          compile_mode=cfg.compile_mode, prog=self.entry_point,
+                          resumed_from=self.resumed_from)
+        log.info("%s", self.header())
+
+    def header(self) -> str:
+        """The start-up header: task, steps, device, precision, compilation, run folder."""
+        cfg = self.cfg
+        device = device_record(self.device)
+        where = (f"resumed from step {self.resumed_from}" if self.resumed_from is not None
+                 else "fresh run")
+        fields = {
+            "device": f"{device['name']} ({device['model']}), {torch.get_num_threads()} threads",
+            "precision": self.agent.amp_reason,
+            "compile": ("off" if cfg.compile_mode == "off" else
+                        f"{cfg.compile_mode} (the conv stacks compile when updates start)"),
+            "run folder": f"{self.run_dir} ({where})",
+        }
+        return header(f"CURL-SAC on {cfg.task}: {cfg.steps:,} environment steps (action repeat "
+                      f"{cfg.action_repeat}), seed {cfg.seed}", fields)
 
     def _restore(self, payload: dict[str, Any]) -> None:
         path = self.checkpoint_path
@@ -332,34 +359,39 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> EvalResult:
-        """``eval_episodes`` episodes with the deterministic policy (centre crop); the first is
-        recorded as ``videos/eval_<env_steps>.mp4`` (one frame per agent step plus the reset
-        frame, rendered at ``video_size``)."""
+        """``eval_episodes`` episodes with the deterministic policy (centre crop), played by
+        :func:`~curl_moco.rl.rollout.play_episode` (as the evaluate command plays them); the
+        first is recorded as ``videos/eval_<env_steps>.mp4`` in real time (one frame per agent
+        step plus the reset frame, rendered at ``video_size``), and into TensorBoard with
+        ``tb_video``."""
         cfg = self.cfg
         returns: list[float] = []
         frames: list[np.ndarray] = []
+
+        def record_frame(_view: StepView) -> None:
+            frames.append(self.eval_env.render())
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            return self._act(obs, deterministic=True)
+
         for i in range(cfg.eval_episodes):
-            record = cfg.video and i == 0
-            obs, _ = self.eval_env.reset(
-                seed=derived_seed(cfg.seed, _EVAL_EPISODE, self.num_evals, i))
-            if record:
-                frames.append(self.eval_env.render())
-            total, done = 0.0, False
-            while not done:
-                if self.stop.requested:
-                    raise _EvaluationInterrupted
-                obs, reward, terminated, truncated, _ = self.eval_env.step(
-                    self._act(obs, deterministic=True))
-                total += float(reward)
-                done = terminated or truncated
-                if record:
-                    frames.append(self.eval_env.render())
-            returns.append(total)
+            record = (cfg.video or cfg.tb_video) and i == 0
+            try:
+                episode = play_episode(
+                    self.eval_env, policy, eval_episode_seed(cfg.seed, self.num_evals, i),
+                    on_step=record_frame if record else None,
+                    should_stop=lambda: self.stop.requested)
+            except EpisodeAborted:
+                raise _EvaluationInterrupted from None
+            returns.append(episode.episode_return)
         video = None
         if frames:
-            fps = cfg.video_fps or self.eval_env.unwrapped.metadata.get("render_fps", 30)
-            video = write_video(self.run_dir / "videos" / f"eval_{self.env_steps}.mp4", frames,
-                                fps=int(fps))
+            fps = cfg.video_fps or real_time_fps(self.eval_env)
+            if cfg.video:
+                video = write_video(self.run_dir / "videos" / f"eval_{self.env_steps}.mp4",
+                                    frames, fps=fps)
+            if cfg.tb_video:
+                self.logger.video("eval/video", self.env_steps, frames, fps)
         self.num_evals += 1
         self._unsaved_progress = True
         result = EvalResult(self.env_steps, returns, video)
@@ -431,6 +463,7 @@ class Trainer:
             bar.close()
             if self.logger is not None:
                 self.logger.flush()
+            self.record.finish(env_steps=self.env_steps)
         result = TrainResult(
             run_dir=self.run_dir, env_steps=self.env_steps, checkpoint=self.checkpoint_path,
             config_path=self.run_folder.config_path,
@@ -480,6 +513,7 @@ class Trainer:
             if self.env_steps < cfg.seed_steps:
                 action = self._random_action()
             else:
+                self._announce_compilation()
                 action = self._act(ep.obs)
             ep.obs, reward, terminated, truncated, _ = env.step(action)
             replay.add(action, reward, ep.obs, terminated)
@@ -497,6 +531,8 @@ class Trainer:
                     for key, value in metrics.items():
                         ep.sums[key] = ep.sums[key] + value if key in ep.sums else value.clone()
                         ep.counts[key] = ep.counts.get(key, 0) + 1
+            if self._compile_started is not None and agent.num_updates > 0:
+                self._compiled(bar)
             if self.stop.requested and not done and self.env_steps < cfg.steps:
                 self._interrupt(episode=ep)
         self.episode += 1
@@ -519,6 +555,26 @@ class Trainer:
             postfix["eval"] = f"{self.last_eval.mean:.0f}"
         bar.set_postfix(postfix, refresh=False)
         return self._periodic()
+
+    def _announce_compilation(self) -> None:
+        """Before the first policy action of a run with ``compile_mode``: say that the conv
+        stacks compile now (once per process)."""
+        if (self.cfg.compile_mode == "off" or self._compile_started is not None
+                or self._compile_done):
+            return
+        log.info("compiling the conv stacks (compile_mode=%s; about a minute on a CPU) ...",
+                 self.cfg.compile_mode)
+        self._compile_started = time.time()
+
+    def _compiled(self, bar) -> None:
+        """After the first update with compiled conv stacks: report the compile time and restart
+        the progress bar's rate, so that its ETA counts training speed only."""
+        log.info("compiled in %.0f s", time.time() - self._compile_started)
+        self._compile_started, self._compile_done = None, True
+        done = bar.n
+        bar.reset(total=bar.total)
+        bar.n = bar.initial = bar.last_print_n = done
+        bar.refresh()
 
     def _periodic(self) -> bool:
         """Evaluation and checkpoint when due, at an episode end; returns True to stop the run
