@@ -20,18 +20,26 @@ names pick any suite task. Rendering is real dm_control output; nothing is downl
 
 ``--out`` must be empty or new: a folder holding files is refused (old and new frames would mix),
 unless ``--overwrite`` is given and the folder is an earlier output of this script (it has
-``manifest.json``, or the ``.collect_frames_incomplete`` marker of an interrupted run); its
-contents are then deleted first. A setting the user can fix prints ``error: ...`` and exits 2.
+``manifest.json``, or the ``.collect_frames_incomplete`` marker of an interrupted run): then the
+files these records say it wrote are deleted first, and nothing else (files of yours inside a
+domain folder are refused, since the data set would read them). One collect_frames per folder at
+a time (a lock: a second one is refused, naming the first's PID). A setting the user can fix
+prints ``error: ...`` and exits 2.
 """
 
 from __future__ import annotations
+
+# first: a Ctrl-C while torch imports exits 130 without a traceback
+import curl_moco.io.quiet_start  # noqa: F401
+
+# isort: split
 
 import argparse
 import importlib
 import inspect
 import json
 import logging
-import shutil
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -42,9 +50,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from curl_moco.io.checks import check_number, check_output_dir, check_seed
+from curl_moco.io.atomic import atomic_write
+from curl_moco.io.checks import check_number, check_output_dir, check_seed, quote
 from curl_moco.io.console import setup_logging
 from curl_moco.io.errors import ArgumentParser, UnknownNameError, UsageError, run_entry_point
+from curl_moco.io.lock import LOCK_NAME, FolderLock
 from curl_moco.pretrain.data import INCOMPLETE_MARKER  # refused by the data set while present
 
 log = logging.getLogger("curl_moco")
@@ -189,25 +199,78 @@ def collect_domain(out: str, name: str, frames: int, episode_frames: int, image_
 MANIFEST = "manifest.json"
 
 
-def prepare_output(out: Path, overwrite: bool) -> None:
+def prepare_output(out: Path, overwrite: bool, domains: list[str], frames: int) -> None:
     """Refuse a non-empty ``out`` (unless ``overwrite`` and it is an earlier output of this
-    script, which is then emptied); mark it incomplete until the manifest is written."""
-    check_output_dir("out", out)
-    if out.is_dir() and any(out.iterdir()):
+    script: then its own files are deleted, see :func:`own_files`); mark it incomplete, with the
+    files it is about to write, until the manifest is written. The caller holds ``out``'s lock
+    (its ``.lock`` file is not counted)."""
+    present = [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+    if present:
         ours = (out / MANIFEST).is_file() or (out / INCOMPLETE_MARKER).is_file()
         if not overwrite:
-            raise UsageError(f"out={str(out)!r} is not empty: new frames would mix with its files; "
-                             "choose a new folder" + (", or pass --overwrite to replace this "
-                                                      "frame data set" if ours else ""))
+            raise UsageError(f"out={quote(out)} is not empty: new frames would mix with its "
+                             "files; choose a new folder" + (", or pass --overwrite to replace "
+                                                             "this frame data set" if ours else ""))
         if not ours:
-            raise UsageError(f"out={str(out)!r} holds files but no {MANIFEST}: it is not a frame "
+            raise UsageError(f"out={quote(out)} holds files but no {MANIFEST}: it is not a frame "
                              "data set written by this script, so --overwrite will not delete "
                              "it; choose a new folder or empty it yourself")
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        log.info("--overwrite: emptied %s", out)
+        remove_own_files(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / INCOMPLETE_MARKER).write_text("collect_frames has not finished writing this folder\n")
+    atomic_write(out / INCOMPLETE_MARKER, json.dumps(
+        {"note": "collect_frames has not finished writing this folder", "domains":
+         [{"domain": d, "frames": frames} for d in domains]}) + "\n")
+
+
+def own_files(out: Path) -> set[Path] | None:
+    """The files an earlier run wrote in ``out``, from its ``manifest.json`` (or, for a run that
+    was interrupted, its incomplete marker): the marker and manifest, and per domain
+    ``<NNNNN>.png`` and ``frames.npz``. None when neither record can be read."""
+    for name in (MANIFEST, INCOMPLETE_MARKER):
+        try:
+            record = json.loads((out / name).read_text())
+            domains = [(str(d["domain"]), int(d["frames"])) for d in record["domains"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        files = {out / MANIFEST, out / INCOMPLETE_MARKER}
+        for domain, frames in domains:
+            if domain in ("", ".", "..") or "/" in domain:
+                return None
+            files |= {out / domain / f"{i:05d}.png" for i in range(frames)}
+            files.add(out / domain / "frames.npz")
+        return files
+    return None
+
+
+def remove_own_files(out: Path) -> None:
+    """``--overwrite``: delete the files an earlier run of this script wrote (and the folders it
+    leaves empty), nothing else. Refused, before deleting anything, when files it did not write
+    are inside a class folder (the data set would read them with the new frames)."""
+    own = own_files(out)
+    if own is None:
+        raise UsageError(f"out={quote(out)}: neither {MANIFEST} nor {INCOMPLETE_MARKER} says which "
+                         "files collect_frames wrote there (an older version?), so --overwrite "
+                         "will not delete anything; empty the folder yourself")
+    foreign = []
+    for folder, dirs, files in os.walk(out):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if here != out:
+            foreign += [here / f for f in files if here / f not in own]
+    if foreign:
+        shown = ", ".join(quote(p.relative_to(out)) for p in sorted(foreign)[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise UsageError(f"out={quote(out)} holds {shown}{more}, which collect_frames did not "
+                         "write: --overwrite deletes only its own files, and the data set would "
+                         "read these with the new frames; move them away or choose a new folder")
+    for path in sorted(own):
+        path.unlink(missing_ok=True)
+    for folder in {p.parent for p in own if p.parent != out}:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    kept = [p.name for p in out.iterdir() if p.name != LOCK_NAME]
+    log.info("--overwrite: deleted the earlier frame data set in %s%s", out,
+             f" (kept {', '.join(sorted(kept))})" if kept else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,22 +311,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "domain)")
     check_policy(args.policy, resolved, args.image_size)  # fails here, not in a worker
     out = Path(args.out)
-    prepare_output(out, args.overwrite)
-    jobs = [(args.out, f"{d}-{t}", args.frames_per_domain, args.episode_frames, args.image_size,
-             args.action_repeat, args.seed + 7919 * i, args.policy)
-            for i, (d, t) in enumerate(resolved)]
-    if args.workers > 1:
-        import multiprocessing as mp
+    check_output_dir("out", out)
+    created = not out.exists()
+    lock = FolderLock(out, "out").acquire()  # one collect_frames per folder
+    try:
+        try:
+            prepare_output(out, args.overwrite, [d for d, _ in resolved], args.frames_per_domain)
+        except UsageError:
+            if created:
+                lock.release()
+                out.rmdir()  # refused: leave nothing behind
+            raise
+        jobs = [(args.out, f"{d}-{t}", args.frames_per_domain, args.episode_frames,
+                 args.image_size, args.action_repeat, args.seed + 7919 * i, args.policy)
+                for i, (d, t) in enumerate(resolved)]
+        if args.workers > 1:
+            import multiprocessing as mp
 
-        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-            infos = list(pool.map(collect_domain, *zip(*jobs)))
-    else:
-        infos = [collect_domain(*job) for job in jobs]
-    manifest = {"image_size": args.image_size, "episode_frames": args.episode_frames,
-                "frames_per_domain": args.frames_per_domain, "policy": args.policy,
-                "seed": args.seed, "domains": infos}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    (out / INCOMPLETE_MARKER).unlink()
+            with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+                infos = list(pool.map(collect_domain, *zip(*jobs)))
+        else:
+            infos = [collect_domain(*job) for job in jobs]
+        manifest = {"image_size": args.image_size, "episode_frames": args.episode_frames,
+                    "frames_per_domain": args.frames_per_domain, "policy": args.policy,
+                    "seed": args.seed, "domains": infos}
+        atomic_write(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        (out / INCOMPLETE_MARKER).unlink()
+    finally:
+        lock.release()
     return manifest
 
 

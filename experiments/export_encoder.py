@@ -16,10 +16,15 @@ exits 2.
 
 from __future__ import annotations
 
+# first: a Ctrl-C while torch imports exits 130 without a traceback
+import curl_moco.io.quiet_start  # noqa: F401
+
+# isort: split
+
 import sys
 
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint
-from curl_moco.io.checks import check_input_file, check_output_file
+from curl_moco.io.checks import check_distinct, check_input_file, check_output_file
 from curl_moco.io.errors import ArgumentParser, UsageError, run_entry_point
 from curl_moco.pretrain.export import (
     arch_config,
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> str:
     args = p.parse_args(argv)
     check_input_file("checkpoint", args.checkpoint)
     check_output_file("out", args.out)
+    check_distinct({"out": args.out}, {"checkpoint": args.checkpoint})
     loaded = load_checkpoint(args.checkpoint, kind=CHECKPOINT_KIND)
     cfg = loaded["config"]
     arch = arch_config(cfg)

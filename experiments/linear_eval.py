@@ -24,11 +24,16 @@ A setting the user can fix prints ``error: ...`` and exits 2.
 
 from __future__ import annotations
 
+# first: a Ctrl-C while torch imports exits 130 without a traceback
+import curl_moco.io.quiet_start  # noqa: F401
+
+# isort: split
+
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from curl_moco.io.atomic import atomic_write
 from curl_moco.io.config import parse_config
 from curl_moco.io.console import setup_logging
 from curl_moco.io.errors import run_entry_point
@@ -45,8 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = json.dumps(result, indent=2)
     print(text)
     if cfg.json_out:
-        Path(cfg.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json_out).write_text(text + "\n")
+        atomic_write(cfg.json_out, text + "\n")
     return result
 
 

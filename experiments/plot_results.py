@@ -26,6 +26,11 @@ A missing ``--results`` folder, an unwritable ``--out`` or a malformed ``eval.cs
 
 from __future__ import annotations
 
+# first: a Ctrl-C while torch imports exits 130 without a traceback
+import curl_moco.io.quiet_start  # noqa: F401
+
+# isort: split
+
 import csv
 import math
 import re

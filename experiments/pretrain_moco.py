@@ -7,11 +7,16 @@ presets (``--preset mocov1|mocov2|mocov3|mocov3_vit``) come from ``experiments/c
 and explicit flags override them. Outputs in ``--run-dir``: config.json, run.json, train.csv,
 epoch.csv, tb/, checkpoint.pt (resumed automatically), encoder.pt (+ backbone_torchvision.pt for
 ResNets and ViTs).
-A setting the user can fix prints ``error: ...`` and exits 2. Ctrl-C (SIGTERM) stops every rank
-after the same step, writes a checkpoint, prints the resume command and exits 130 (143).
+A setting the user can fix prints ``error: ...`` and exits 2. Ctrl-C (SIGTERM, SIGHUP) stops every
+rank after the same step, writes a checkpoint, prints the resume command and exits 130 (143, 129).
 """
 
 from __future__ import annotations
+
+# first: a Ctrl-C while torch imports exits 130 without a traceback
+import curl_moco.io.quiet_start  # noqa: F401
+
+# isort: split
 
 import logging
 import os
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> PretrainResult:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """The command line: exit status 0, 2 (usage error) or 130/143 (stopped by a signal)."""
+    """The command line: exit status 0, 2 (usage error) or 130/143/129 (stopped by a signal)."""
     return run_entry_point(main, argv, prog=PROG)
 
 

@@ -6,11 +6,16 @@
 Every field of :class:`curl_moco.rl.config.CurlSacConfig` is a flag (``--help``); presets are in
 ``experiments/configs/curl_dmc.py``. Running the same command again resumes from the run
 directory's checkpoint. A setting the user can fix prints ``error: ...`` and exits 2; Ctrl-C
-(SIGTERM) finishes the current step, writes a checkpoint, prints the resume command and exits
-130 (143).
+(SIGTERM, SIGHUP) finishes the current step, writes a checkpoint, prints the resume command and
+exits 130 (143, 129).
 """
 
 from __future__ import annotations
+
+# first: a Ctrl-C while torch imports exits 130 without a traceback
+import curl_moco.io.quiet_start  # noqa: F401
+
+# isort: split
 
 import shlex
 import sys

@@ -179,23 +179,23 @@ def test_checkpoint_has_the_normal_file_mode(tmp_path):
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_disk_full_or_read_only_keeps_previous_checkpoint(tmp_path, monkeypatch, code):
-    from curl_moco.io import checkpoint as checkpoint_module
+    from curl_moco.io import atomic
 
     path = save_checkpoint(tmp_path / "c.pt", {"step": 1}, kind="agent", config={})
     before = path.read_bytes()
-    real_write = checkpoint_module._write_parts
+    real_write = atomic._write_all
 
-    def full_disk(f, parts):
-        f.write(b"x" * 1000)  # part of the file reaches the disk, then the device is full
+    def full_disk(fd, parts):
+        os.write(fd, b"x" * 1000)  # part of the file reaches the disk, then the device is full
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(checkpoint_module, "_write_parts", full_disk)
+    monkeypatch.setattr(atomic, "_write_all", full_disk)
     with pytest.raises(CheckpointWriteError, match=os.strerror(code)) as info:
         save_checkpoint(path, {"step": 2}, kind="agent", config={})
     assert "\n" not in str(info.value) and str(path) in str(info.value)
     assert path.read_bytes() == before  # previous checkpoint intact
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # temporary file removed
-    monkeypatch.setattr(checkpoint_module, "_write_parts", real_write)
+    monkeypatch.setattr(atomic, "_write_all", real_write)
     assert load_checkpoint(save_checkpoint(path, {"step": 2}, kind="agent", config={})
                            )["payload"]["step"] == 2
 

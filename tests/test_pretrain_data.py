@@ -201,15 +201,24 @@ def test_collect_frames_refuses_a_used_folder_unless_overwriting(tmp_path):
 
     args = ["--out", str(tmp_path / "frames"), "--domains", "cartpole", "--frames-per-domain",
             "2", "--episode-frames", "2", "--image-size", "16"]
-    main(args)
+    main([*args[:5], "3", *args[6:]])  # an earlier, larger data set: 3 frames
     stray = tmp_path / "frames" / "cartpole" / "99999.png"
-    stray.write_bytes(b"old frame")
+    stray.write_bytes(b"a frame of yours")
     assert cli(args) == 2  # would mix old and new frames
-    assert stray.exists()
+    # --overwrite deletes only what collect_frames wrote: a file of yours in a class folder
+    # (which the data set would read) is refused, before anything is deleted.
+    assert cli(args + ["--overwrite"]) == 2
+    assert stray.exists() and (tmp_path / "frames" / "cartpole" / "00002.png").exists()
+    stray.unlink()
+    notes = tmp_path / "frames" / "notes.txt"
+    notes.write_text("mine\n")
     main(args + ["--overwrite"])
-    assert not stray.exists()
+    assert notes.read_text() == "mine\n"  # kept
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["cartpole",
-                                                                        "manifest.json"]
+                                                                        "manifest.json",
+                                                                        "notes.txt"]
+    assert sorted(p.name for p in (tmp_path / "frames" / "cartpole").iterdir()) == [
+        "00000.png", "00001.png", "frames.npz"]  # the earlier run's third frame is gone
     (tmp_path / "frames" / ".collect_frames_incomplete").write_text("killed\n")
     with pytest.raises(ValueError, match="incomplete frame data set"):
         ImageFolderDataset(tmp_path / "frames", 16)

@@ -27,8 +27,8 @@ import io
 import json
 import logging
 import os
+import shlex
 import struct
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from curl_moco.io.atomic import atomic_write
 from curl_moco.io.errors import UsageError, os_error_message
 
 log = logging.getLogger("curl_moco")
@@ -80,35 +81,14 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
         "created_unix_s": time.time(),
         "torch": torch.__version__,
     }, default=str).encode()
-    tmp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
-            _write_parts(f, [MAGIC, _LENGTH.pack(len(header)), hashlib.sha256(header).digest(),
-                             header, data])
-        os.replace(tmp_name, path)
+        atomic_write(path, [MAGIC, _LENGTH.pack(len(header)), hashlib.sha256(header).digest(),
+                            header, data])
     except OSError as error:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
         raise CheckpointWriteError(
             f"could not write checkpoint {path}: {os_error_message(error)}; the previous "
             "checkpoint (if any) is intact") from error
-    except BaseException:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
     return path
-
-
-def _write_parts(f, parts: Iterable[bytes | memoryview]) -> None:
-    """Write ``parts`` to the open file ``f`` and force them to disk (fsync)."""
-    for part in parts:
-        f.write(part)
-    f.flush()
-    os.fsync(f.fileno())
 
 
 def remove_stale_temp_files(folder: str | os.PathLike,
@@ -178,9 +158,24 @@ def check_compatible(saved_config: dict[str, Any], config: dict[str, Any],
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The run's checkpoint file, or None when the run has not written one yet."""
+    """The run's checkpoint file, or None when the run has not written one yet. Anything else
+    under the checkpoint's name (a folder, a symlink to nothing, a symlink loop, a FIFO) raises
+    :class:`CheckpointError`: taking it for "no checkpoint" would restart the run from step 0
+    and drop its logged rows."""
     path = Path(run_dir) / CHECKPOINT_NAME
-    return path if path.is_file() else None
+    if path.is_file():
+        return path
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink() and not path.exists():
+        problem = f"is a symlink to {shlex.quote(os.readlink(path))}, which does not exist"
+    elif path.is_dir():
+        problem = "is a folder, not a checkpoint file"
+    else:
+        problem = "is not a regular file"
+    raise CheckpointError(f"{shlex.quote(str(path))} {problem}; the run cannot be resumed from "
+                          "it and will not start over on top of it: restore the checkpoint file, "
+                          "or move the folder away to start a new run")
 
 
 def _existing(path: str | os.PathLike) -> Path:
@@ -229,24 +224,5 @@ def _file_size(f) -> int:
     return os.fstat(f.fileno()).st_size
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _normalise(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shlex
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -95,20 +97,54 @@ def check_folder_name(name: str, value: str) -> None:
 
 def check_output_dir(name: str, path: str | os.PathLike) -> None:
     """``path`` is a folder, or can be created: the closest existing ancestor is a writable
-    folder and nothing on the way is a file."""
-    path = Path(path)
+    folder and nothing on the way is a file, a broken symlink or a virtual file system."""
+    path = _output_path(name, path)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"{name}={str(path)!r} is a file, not a folder; choose another path")
+        raise UsageError(f"{name}={quote(path)} is a file, not a folder; choose another path")
     _check_writable_ancestor(name, path)
 
 
 def check_output_file(name: str, path: str | os.PathLike) -> None:
-    """``path`` can be written as a file: not a folder, and its folder is (or can be made)
-    writable."""
-    path = Path(path)
+    """``path`` can be written as a file: not a folder (nor written as one, ``dir/``), and its
+    folder is (or can be made) writable."""
+    text = os.fspath(path)
+    if isinstance(text, str) and text.endswith(("/", os.sep)):
+        raise UsageError(f"{name}={quote(text)} ends with '/', so it names a folder; give a file "
+                         f"name, e.g. {quote(os.path.join(text, 'out.pt'))}")
+    path = _output_path(name, path)
     if path.is_dir():
-        raise UsageError(f"{name}={str(path)!r} is a folder; give a file name")
+        raise UsageError(f"{name}={quote(path)} is a folder; give a file name")
     _check_writable_ancestor(name, path.parent)
+
+
+def check_writable_folder(name: str, path: str | os.PathLike) -> None:
+    """An output folder the run writes into later (e.g. ``run_dir/videos``): when it already
+    exists it must be a folder this process can create files in, checked now rather than at the
+    first write hours later."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir():
+        raise UsageError(f"{name}={quote(path)} exists but is not a folder; move it away")
+    if not _can_create_files(path):
+        raise UsageError(f"{name}={quote(path)} is not writable (read-only or permissions); fix "
+                         "its permissions or choose another folder")
+
+
+def check_distinct(outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """No output file is one of the input files (the same path, or the same file through a link
+    or hard link): writing it would destroy the input. Empty entries are skipped."""
+    for out_name, out in outputs.items():
+        for in_name, source in inputs.items():
+            if out and source and _same_file(out, source):
+                raise UsageError(f"{out_name}={quote(out)} is the input {in_name}={quote(source)}:"
+                                 f" writing it would destroy the input; choose another "
+                                 f"{out_name}")
+
+
+def quote(path: str | os.PathLike) -> str:
+    """A path as a shell word (``shlex.quote``): copy-pasteable into a command."""
+    return shlex.quote(os.fspath(path))
 
 
 def check_input_file(name: str, path: str | os.PathLike) -> Path:
@@ -123,6 +159,47 @@ def check_input_file(name: str, path: str | os.PathLike) -> Path:
     return path
 
 
+#: File systems that hold kernel state, not files: writing there fails or does something else.
+VIRTUAL_FILE_SYSTEMS = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs",
+    "securityfs", "configfs", "bpf", "pstore", "efivarfs", "fusectl", "mqueue", "binfmt_misc",
+    "autofs", "hugetlbfs", "rpc_pipefs", "nsfs"})
+
+
+def _output_path(name: str, path: str | os.PathLike) -> Path:
+    """``path`` as a Path after the checks every output path needs: not empty, no name longer
+    than the file system allows, no symlink loop, no symlink to nothing."""
+    text = os.fspath(path)
+    if not text:
+        raise UsageError(f"{name}='' is empty: give a folder (or leave the flag out for the "
+                         "default)")
+    path = Path(text)
+    limit = _name_max(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise UsageError(f"{name}={quote(_shorten(text))}: the name {quote(_shorten(part))} "
+                             f"is {len(os.fsencode(part))} bytes long; this file system allows "
+                             f"{limit}: choose a shorter name")
+    if len(os.fsencode(str(path.absolute()))) >= 4096:
+        raise UsageError(f"{name}={quote(_shorten(text))} is longer than the 4096 bytes a path "
+                         "may have; choose a shorter path")
+    try:
+        path.resolve(strict=False)
+    except (RuntimeError, OSError) as error:  # RuntimeError: Python < 3.13's symlink loop
+        raise UsageError(f"{name}={quote(text)} goes through a symlink loop ({error}); fix the "
+                         "links or choose another path") from error
+    probe = path
+    while True:
+        if probe.is_symlink() and not probe.exists():
+            raise UsageError(f"{name}={quote(text)}: {quote(probe)} is a symlink to "
+                             f"{quote(os.readlink(probe))}, which does not exist; fix the link "
+                             "or choose another path")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    return path
+
+
 def _check_writable_ancestor(name: str, path: Path) -> None:
     probe = path.absolute()
     while not probe.exists():
@@ -130,7 +207,11 @@ def _check_writable_ancestor(name: str, path: Path) -> None:
     if not probe.is_dir():
         raise UsageError(f"{name}={str(path)!r}: {probe} is a file, so the folder cannot be "
                          "created")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    fstype = _file_system_type(probe)
+    if fstype in VIRTUAL_FILE_SYSTEMS:
+        raise UsageError(f"{name}={quote(path)}: {quote(probe)} is on the virtual {fstype!r} file "
+                         "system, which holds kernel state, not files; choose a folder on a disk")
+    if not _can_create_files(probe):
         raise UsageError(f"{name}={str(path)!r}: {probe} is not writable; choose another path "
                          "or fix its permissions")
 
@@ -172,3 +253,57 @@ def human_bytes(num_bytes: float) -> str:
         if num_bytes < 1024 or unit == "PiB":
             return f"{num_bytes:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def _can_create_files(folder: Path) -> bool:
+    """Whether this process can create a file in ``folder``. ``os.access`` says yes to root on
+    read-only and immutable folders, so root probes with a nameless temporary file."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    if os.geteuid() != 0:
+        return True
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _file_system_type(path: Path) -> str | None:
+    """The type of the file system holding ``path`` (Linux ``/proc/self/mounts``), or None."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, fstype = "", None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].encode().decode("unicode_escape")  # "\040" for spaces
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, fields[2]
+    return fstype
+
+
+def _name_max(path: Path) -> int:
+    probe = path.absolute()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        return os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare where they point
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _shorten(text: str, keep: int = 40) -> str:
+    return text if len(text) <= 2 * keep else f"{text[:keep]}...{text[-keep:]}"

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from curl_moco.io.atomic import atomic_write
 from curl_moco.io.errors import ArgumentParser, MissingPathError, UnknownNameError, UsageError
 
 T = TypeVar("T")
@@ -36,10 +37,8 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_config(cfg: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
-    return path
+    """Write ``cfg`` as JSON to ``path`` (atomically: never a partial file)."""
+    return atomic_write(path, json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
 def build_parser(cls: type, presets: dict[str, dict[str, Any]] | None = None,

@@ -3,9 +3,10 @@
 A mistake the user can fix (a setting, a file, the environment) raises :class:`UsageError`; the
 entry point's wrapper :func:`run_entry_point` prints it as ``error: <message>`` on one line and
 exits with status 2, without a traceback. Anything else is a genuine internal error and keeps its
-traceback. A training run stopped by Ctrl-C or SIGTERM raises
+traceback. A training run stopped by Ctrl-C, SIGTERM or SIGHUP raises
 :class:`curl_moco.io.interrupt.TrainingInterrupted` after writing its checkpoint; the wrapper
-prints how to resume and exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
+prints how to resume and exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM,
+129 for SIGHUP).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
+from curl_moco.io import quiet_start
 from curl_moco.io.interrupt import TrainingInterrupted
 
 #: Exit status of a usage error (as argparse's).
@@ -85,6 +87,7 @@ def run_entry_point(main: Callable[[list[str] | None], Any], argv: list[str] | N
     ``prog`` is the module (``experiments.train_dmc``) used in the resume command printed after
     an interruption. ``main`` returning an int returns it; any other value means success (0).
     """
+    quiet_start.uninstall()  # from here on Ctrl-C is a KeyboardInterrupt, handled below
     try:
         result = main(argv)
     except SystemExit as stop:  # --help (0) and explicit exits

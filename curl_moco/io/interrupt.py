@@ -1,9 +1,10 @@
-"""Graceful stop on Ctrl-C (SIGINT) and SIGTERM, shared by both trainers.
+"""Graceful stop on Ctrl-C (SIGINT), SIGTERM and SIGHUP, shared by both trainers.
 
-While a :class:`StopSignals` block is active, the first SIGINT or SIGTERM only records the
-request; the training loop checks :attr:`StopSignals.requested` after each step, writes a
-checkpoint and raises :class:`TrainingInterrupted`, which the entry point turns into a resume hint
-and exit status 128 + signal (130 for SIGINT, 143 for SIGTERM). The same signal a second time
+While a :class:`StopSignals` block is active, the first SIGINT, SIGTERM or SIGHUP (the terminal
+was closed, the ssh connection dropped) only records the request; the training loop checks
+:attr:`StopSignals.requested` after each step, writes a checkpoint and raises
+:class:`TrainingInterrupted`, which the entry point turns into a resume hint and exit status
+128 + signal (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP). The same signal a second time
 raises ``KeyboardInterrupt`` at once (the checkpoint writer is atomic, so the previous checkpoint
 stays intact). A different second signal (torchrun sends SIGTERM to its workers after the
 terminal's SIGINT) is only logged.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import threading
 from pathlib import Path
@@ -20,7 +22,7 @@ from types import FrameType, TracebackType
 
 log = logging.getLogger("curl_moco")
 
-STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class TrainingInterrupted(Exception):  # noqa: N818 - not an error: a requested stop
@@ -45,7 +47,8 @@ class TrainingInterrupted(Exception):  # noqa: N818 - not an error: a requested 
 
     def describe(self, resume_command: str) -> str:
         """Two lines: what happened (and where the checkpoint is), and how to continue."""
-        saved = (f"; checkpoint saved to {self.checkpoint}" if self.checkpoint is not None
+        saved = (f"; checkpoint saved to {shlex.quote(str(self.checkpoint))}"
+                 if self.checkpoint is not None
                  else "; nothing to save yet")
         command = " ".join([resume_command, *self.resume_flags])
         return f"{self}{saved}\nresume with: {command}"
@@ -59,8 +62,8 @@ def signal_name(signum: int) -> str:
 
 
 class StopSignals:
-    """Context manager turning SIGINT/SIGTERM into a stop request (main thread only; elsewhere it
-    does nothing and :attr:`requested` stays False)."""
+    """Context manager turning SIGINT/SIGTERM/SIGHUP into a stop request (main thread only;
+    elsewhere it does nothing and :attr:`requested` stays False)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None

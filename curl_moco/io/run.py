@@ -13,7 +13,13 @@ continued when its config equals this run's in every field except the trainer's
 ``may_change`` fields (devices, speed knobs, logging, intervals). A field missing from a saved
 config (added to the dataclass later) counts as its default. With ``resume`` off a folder that
 holds a checkpoint is refused, never overwritten. A folder with a ``config.json`` but no
-checkpoint yet (a run stopped before its first checkpoint) must hold the same run too.
+checkpoint yet (a run stopped before its first checkpoint) must hold the same run too (its rows
+are dropped and logged again); a folder holding a run's logs, videos or exports without a
+checkpoint is refused with ``resume`` off, and without a ``config.json`` even with it on.
+
+One writer per folder: :meth:`RunDir.check` (on a folder that exists) and :meth:`RunDir.prepare`
+take the folder's :class:`~curl_moco.io.lock.FolderLock`; a second run on the folder is refused
+naming the first's PID. :meth:`RunDir.release` (or the process's end) frees it.
 """
 
 from __future__ import annotations
@@ -35,26 +41,36 @@ from curl_moco.io.checkpoint import (
     remove_stale_temp_files,
     save_checkpoint,
 )
+from curl_moco.io.checks import quote
 from curl_moco.io.config import config_to_dict, save_config
 from curl_moco.io.errors import UsageError
+from curl_moco.io.lock import FolderLock
 from curl_moco.io.logger import Logger, MetricSink, default_sinks
 
 CONFIG_NAME = "config.json"
+#: What a run writes that cannot be made again without training: logs, videos, exports.
+RUN_DATA = ("*.csv", "tb", "videos", "encoder.pt", "backbone_torchvision.pt")
 
 
 class RunDir:
     """The run folder ``path`` of a run of config ``cfg`` (a dataclass) with checkpoints of
     ``kind``. ``extra`` adds values that identify the run but are not config fields (e.g. the
-    world size); ``may_change`` names the fields a resumed run may change."""
+    world size); ``may_change`` names the fields a resumed run may change. ``writer=False`` (the
+    other ranks of a distributed run) neither locks nor writes the folder."""
 
     def __init__(self, path: str | os.PathLike, cfg: Any, *, kind: str,
-                 may_change: Iterable[str], extra: dict[str, Any] | None = None) -> None:
+                 may_change: Iterable[str], extra: dict[str, Any] | None = None,
+                 writer: bool = True) -> None:
         self.path = Path(path)
         self.kind = kind
         self.config = {**config_to_dict(cfg), **(extra or {})}
         self._cfg = cfg
         may_change = frozenset(may_change)
         self.identity = [key for key in self.config if key not in may_change]
+        # config.json holds the config fields only: the extra values are in checkpoints.
+        self._config_identity = [key for key in self.identity if key not in (extra or {})]
+        self.writer = writer
+        self.lock = FolderLock(self.path, "run_dir")
         self._defaults = {f.name: f.default for f in dataclasses.fields(cfg)
                           if f.default is not dataclasses.MISSING}
 
@@ -69,9 +85,18 @@ class RunDir:
     def check(self, resume: bool) -> Path | None:
         """Before any work: the checkpoint to continue from, or None for a fresh run. Raises
         :class:`UsageError` / :class:`CheckpointError` naming ``run_dir`` and the first field
-        that differs when the folder holds another run (or any checkpoint with ``resume`` off).
-        """
-        where = f"run_dir={str(self.path)!r}"
+        that differs when the folder holds another run (or any checkpoint with ``resume`` off),
+        or when another process is writing it (the folder's lock, held from here on)."""
+        if self.writer and self.path.is_dir():
+            self.lock.acquire()
+        try:
+            return self._check(resume)
+        except BaseException:
+            self.release()
+            raise
+
+    def _check(self, resume: bool) -> Path | None:
+        where = f"run_dir={quote(self.path)}"
         ckpt = latest_checkpoint(self.path)
         if ckpt is not None:
             if not resume:
@@ -83,14 +108,30 @@ class RunDir:
                                       f"{self.kind!r} run")
             self.check_same_run(header["config"], what=f"{where} holds a run that")
             return ckpt
+        data = self.run_data()
+        if data and not resume:
+            raise UsageError(f"{where} holds a run's {', '.join(data)} but no checkpoint; "
+                             "--no-resume would overwrite them: choose another --run-dir, or "
+                             "move them away")
         if self.config_path.is_file():
             try:
                 saved = json.loads(self.config_path.read_text())
             except json.JSONDecodeError as error:
                 raise CheckpointError(f"{self.config_path} is not valid JSON: {error}") \
                     from error
-            self.check_same_run(saved, what=f"{where} holds a run that")
+            check_compatible({**self._defaults, **saved}, self.config, self._config_identity,
+                             what=f"{where} holds a run that")
+        elif data:
+            raise UsageError(f"{where} holds {', '.join(data)} but neither a checkpoint nor "
+                             f"{CONFIG_NAME}, so it cannot be continued and would be "
+                             "overwritten: choose another --run-dir, or move them away")
         return None
+
+    def run_data(self) -> list[str]:
+        """Names of the logs, videos and exports in the folder (``RUN_DATA``), sorted."""
+        if not self.path.is_dir():
+            return []
+        return sorted({p.name for pattern in RUN_DATA for p in self.path.glob(pattern)})
 
     def check_same_run(self, saved: dict[str, Any], what: str = "checkpoint") -> None:
         """:class:`CheckpointError` naming the first identifying field that differs."""
@@ -104,12 +145,18 @@ class RunDir:
         return loaded["payload"]
 
     def prepare(self, outputs: Sequence[str] = ()) -> None:
-        """Create the folder, clear temporary files of interrupted writes (of the checkpoint and
-        of ``outputs``) and write ``config.json``."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        remove_stale_temp_files(self.path, (CHECKPOINT_NAME, *outputs))
-        tmp = save_config(self._cfg, self.path / f".{CONFIG_NAME}.tmp")
-        os.replace(tmp, self.config_path)  # other ranks may be reading it (check)
+        """Create and lock the folder, clear temporary files of interrupted writes (of the
+        checkpoint and of ``outputs``) and write ``config.json``. Call once every start-up check
+        has passed: nothing is written before."""
+        if not self.writer:
+            return
+        self.lock.acquire()
+        remove_stale_temp_files(self.path, (CHECKPOINT_NAME, CONFIG_NAME, *outputs))
+        save_config(self._cfg, self.config_path)
+
+    def release(self) -> None:
+        """Free the folder for other runs (no-op when not held)."""
+        self.lock.release()
 
     def save(self, payload: dict[str, Any]) -> Path:
         """Atomically write the run's checkpoint (payload: tensors and primitives only)."""

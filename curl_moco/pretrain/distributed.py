@@ -8,13 +8,16 @@ no-op, so the same code path runs in one process and under ``torchrun --nproc_pe
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 from curl_moco.contrastive.queue import gather_from_all_ranks
+from curl_moco.io.errors import UsageError
 from curl_moco.runtime import launched_world_size
 
 
@@ -63,6 +66,37 @@ def init_distributed(device: torch.device) -> DistContext:
 def cleanup_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def start_together(ctx: DistContext, settings: dict[str, Any] | None = None) -> Iterator[None]:
+    """Run start-up checks inside this block on every rank, then agree: when any rank refused
+    (a :class:`UsageError`) or ``settings`` differ between ranks, every rank raises a
+    :class:`UsageError` here, before the first collective of the run, so that no rank is left
+    in a collective whose partner has exited (a gloo/nccl traceback, or a hang). One gather of
+    small Python objects; a no-op in a single process."""
+    problem: UsageError | None = None
+    try:
+        yield
+    except UsageError as error:
+        if not ctx.distributed:
+            raise
+        problem = error
+    if not ctx.distributed:
+        return
+    outcomes = all_gather_objects((None if problem is None else str(problem), settings))
+    if problem is not None:
+        raise problem
+    for other, (message, _) in enumerate(outcomes):
+        if message is not None:
+            raise UsageError(f"{message} (refused by rank {other}; every rank stops)")
+    for other, (_, theirs) in enumerate(outcomes):
+        for key in sorted(set(settings or {}) | set(theirs or {})):
+            mine, its = (settings or {}).get(key), (theirs or {}).get(key)
+            if mine != its:
+                raise UsageError(
+                    f"{key} differs between ranks: rank {ctx.rank} has {key}={mine!r}, rank "
+                    f"{other} has {key}={its!r}; start every rank with the same settings")
 
 
 def all_gather_objects(obj: object) -> list[object]:

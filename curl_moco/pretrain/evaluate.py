@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Subset
 
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint, read_header
 from curl_moco.io.checks import (
+    check_distinct,
     check_input_file,
     check_non_negative,
     check_number,
@@ -275,6 +276,7 @@ def check_linear_eval_config(cfg: LinearEvalConfig) -> None:
                              f"{'is not a folder' if Path(value).exists() else 'does not exist'}")
     if cfg.json_out:
         check_output_file("json_out", cfg.json_out)
+        check_distinct({"json_out": cfg.json_out}, {"checkpoint": cfg.checkpoint})
 
 
 def load_backbone_for_eval(cfg: LinearEvalConfig) -> tuple[nn.Module, dict[str, Any], dict]:

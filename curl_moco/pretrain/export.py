@@ -17,6 +17,7 @@ Two export formats:
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from curl_moco.contrastive.encoders import is_vit, make_backbone
+from curl_moco.io.atomic import atomic_write
 from curl_moco.io.encoder_export import save_encoder_state
 
 
@@ -81,13 +83,6 @@ def export_torchvision(backbone: nn.Module, path: str | os.PathLike) -> Path:
         raise ValueError(f"arch={type(backbone).__name__} is not a torchvision ResNet or ViT; "
                          "export it with export_backbone (format 'encoder') instead")
     state = {k: v.detach().cpu().clone() for k, v in backbone.torchvision_state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # disk full or interrupted: no partial file left
-        raise
-    return path
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return atomic_write(path, buffer.getbuffer())  # disk full: no partial file left

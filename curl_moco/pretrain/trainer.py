@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from curl_moco.io.checkpoint import CheckpointError
 from curl_moco.io.checks import listing
+from curl_moco.io.config import config_to_dict
 from curl_moco.io.console import header
 from curl_moco.io.divergence import TrainingDiverged, diverged, first_nonfinite_tensor
 from curl_moco.io.errors import UsageError, usage_errors
@@ -54,6 +55,7 @@ from curl_moco.pretrain.distributed import (
     all_reduce_sum,
     cleanup_distributed,
     init_distributed,
+    start_together,
 )
 from curl_moco.pretrain.evaluate import extract_features, knn_accuracy
 from curl_moco.pretrain.export import (
@@ -103,7 +105,8 @@ class Trainer:
         self.cfg, self.ctx = cfg, ctx
         self.device = ctx.device
         self.run_folder = RunDir(default_run_dir(cfg), cfg, kind=CHECKPOINT_KIND,
-                          may_change=RESUMABLE_CHANGES, extra={"world_size": ctx.world_size})
+                          may_change=RESUMABLE_CHANGES, extra={"world_size": ctx.world_size},
+                          writer=ctx.is_main)
         self.run_dir, self.ckpt_path = self.run_folder.path, self.run_folder.checkpoint_path
         self.config_dict = self.run_folder.config
         self.sinks = list(sinks)
@@ -160,13 +163,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(), lr=self.base_lr,
                                          momentum=cfg.sgd_momentum,
                                          weight_decay=cfg.weight_decay)
-        self.net: nn.Module = self.model
-        if ctx.distributed:
-            # Buffers are not broadcast: the queue is kept identical by gathering keys, and each
-            # rank's key-encoder BN statistics are its own (rank 0's are saved).
-            self.net = DistributedDataParallel(
-                self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
-                broadcast_buffers=False)
+        self.net: nn.Module = self.model  # wrapped in DDP by run(): no collective here
         seed_everything(cfg.seed + 1 + 1000 * ctx.rank)
         self.amp, self.amp_reason = resolve_amp(cfg.amp, self.device, what="bf16 autocast")
 
@@ -333,6 +330,12 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         start = time.time()
         logger = None
+        if ctx.distributed and self.net is self.model:
+            # Buffers are not broadcast: the queue is kept identical by gathering keys, and each
+            # rank's key-encoder BN statistics are its own (rank 0's are saved).
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
         record = RunRecord(self.run_dir)
         if ctx.is_main:
             self.run_folder.prepare(outputs=("encoder.pt", "backbone_torchvision.pt"))
@@ -471,19 +474,32 @@ def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = (), *,
     knn_accuracy, ...; the run's files); rank 0 logs to the run folder's CSV files (+
     TensorBoard) and to any extra ``sinks``. ``entry_point``: the command's module, recorded
     in run.json by the command line."""
-    # Settings are checked before joining the process group, on every rank: a rank that fails
-    # never leaves the others waiting to connect (torchrun sets WORLD_SIZE for each rank).
+    # Under torchrun every rank checks the settings, joins the process group even when they are
+    # wrong, and the ranks agree before any other collective (start_together): one rank's
+    # refusal stops all of them with its message, never a rank waiting for a partner that left.
     world_size = launched_world_size()
-    with usage_errors():  # only checks settings: its errors are the user's
-        validate(cfg, world_size)
-    device = resolve_device(cfg.device)
-    if cfg.sync_bn and (device.type != "cuda" or world_size < 2):
-        raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
-                         "in one process use shuffle_bn or plain BN")
-    ctx = init_distributed(device)
+    problem, device = None, torch.device("cpu")
     try:
-        trainer = Trainer(cfg, ctx, sinks)
-        trainer.entry_point = entry_point
+        with usage_errors():  # only checks settings: its errors are the user's
+            validate(cfg, world_size)
+        device = resolve_device(cfg.device)
+        if cfg.sync_bn and (device.type != "cuda" or world_size < 2):
+            raise UsageError("sync_bn=True needs DDP on CUDA (torchrun with GPUs); on CPU or "
+                             "in one process use shuffle_bn or plain BN")
+    except UsageError as error:
+        if world_size <= 1:
+            raise
+        problem = error
+    ctx = init_distributed(device)
+    trainer = None
+    try:
+        with start_together(ctx, settings=config_to_dict(cfg)):
+            if problem is not None:
+                raise problem
+            trainer = Trainer(cfg, ctx, sinks)  # checks the data and the run folder
+            trainer.entry_point = entry_point
         return trainer.run()
     finally:
+        if trainer is not None:
+            trainer.run_folder.release()
         cleanup_distributed()

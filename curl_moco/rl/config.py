@@ -30,6 +30,7 @@ from curl_moco.io.checks import (
     check_positive,
     check_seed,
     check_threads,
+    check_writable_folder,
     human_bytes,
     show,
 )
@@ -335,4 +336,8 @@ def validate(cfg: CurlSacConfig, *, for_training: bool = True) -> CurlSacConfig:
     if cfg.init_encoder is not None and not Path(cfg.init_encoder).is_file():
         raise UsageError(f"init_encoder={cfg.init_encoder!r}: no such file")
     check_output_dir("run_dir", cfg.run_dir)
+    if cfg.video:  # found now, not at the first evaluation
+        check_writable_folder("videos folder", Path(cfg.run_dir) / "videos")
+    if cfg.tensorboard:
+        check_writable_folder("tensorboard folder", Path(cfg.run_dir) / "tb")
     return cfg

@@ -59,6 +59,7 @@ from curl_moco.rl.replay import ReplayBuffer
 from curl_moco.rl.rollout import EpisodeAborted, StepView, play_episode, real_time_fps
 from curl_moco.runtime import (
     capture_rng_state,
+    launched_world_size,
     resolve_device,
     restore_rng_state,
     seed_everything,
@@ -157,6 +158,11 @@ class Trainer:
     """
 
     def __init__(self, cfg: CurlSacConfig, sinks: Sequence[MetricSink] = ()) -> None:
+        world = launched_world_size()
+        if world > 1:
+            raise UsageError(f"WORLD_SIZE={world}: train_dmc trains one agent in one process; "
+                             "under torchrun each process would train its own copy into the "
+                             "same run folder. Start it with python, one process per run")
         with usage_errors():  # validate() only checks settings: its errors are the user's
             self.cfg = validate(cfg)
         self.device = resolve_device(self.cfg.device)
@@ -215,7 +221,6 @@ class Trainer:
         self.replay = ReplayBuffer(cfg.replay_capacity, frame_shape, cfg.frame_stack, action_dim,
                                    device=self.device, seed=derived_seed(cfg.seed, _REPLAY))
         self.explore_generator.manual_seed(derived_seed(cfg.seed, _EXPLORE))
-        self.run_folder.prepare()  # after the environments (camera) work
 
         if payload is not None:
             self._restore(payload)
@@ -225,6 +230,7 @@ class Trainer:
             self.agent.encoder_loaded()
             log.info("encoder initialised from %s", cfg.init_encoder)
 
+        self.run_folder.prepare()  # every check passed: environments, checkpoint, encoder
         self.logger = self.run_folder.open_logger(self.resumed_from,
                                                   tensorboard=cfg.tensorboard, sinks=self.sinks)
         self.logger.config(self.run_folder.config, self.resumed_from or 0)
@@ -356,6 +362,7 @@ class Trainer:
         if self.logger is not None:
             self.logger.close()
             self.logger = None
+        self.run_folder.release()
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> EvalResult:
@@ -432,8 +439,8 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train until ``steps`` environment steps (or ``stop_after``); returns the outputs.
 
-        Raises :class:`TrainingInterrupted` after writing a checkpoint when SIGINT/SIGTERM
-        arrives."""
+        Raises :class:`TrainingInterrupted` after writing a checkpoint when SIGINT/SIGTERM/
+        SIGHUP arrives."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
