@@ -95,6 +95,23 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train_dmc", RL + ["--config", "{unknown_json}"], "unknown config field(s): stepz"),
     ("train_dmc", RL + ["--config", "{typed_json}"], "steps='100'"),
     ("train_dmc", RL + ["--frobnicate"], "--frobnicate"),
+    # ---- paths: names too long, symlink loops and links to nothing, virtual file systems
+    ("train_dmc", RL[:-1] + ["{tmp}/" + "r" * 300], "is 300 bytes long"),
+    ("train_dmc", RL[:-1] + ["{loop}/run"], "symlink loop"),
+    ("train_dmc", RL[:-1] + ["{dangling}/run"], "which does not exist"),
+    ("train_dmc", RL[:-1] + ["/proc/self/run"], "virtual 'proc' file system"),
+    ("train_dmc", RL[:-1] + [""], "run_dir='' is empty"),
+    ("train_dmc", RL[:-1] + ["{videos_file}"], "videos_file/videos exists but is not a folder"),
+    ("pretrain_moco", MOCO[:-1] + ["/sys/kernel/run"], "virtual 'sysfs' file system"),
+    ("pretrain_moco", MOCO[:-1] + ["{loop}"], "symlink loop"),
+    ("collect_frames", COLLECT[:1] + ["/proc/self/frames"] + COLLECT[2:], "virtual 'proc'"),
+    ("collect_frames", COLLECT[:1] + ["{tmp}/" + "f" * 300] + COLLECT[2:], "300 bytes long"),
+    # ---- an output that is an input: destroyed before it is read
+    ("export_encoder", EXPORT[:-1] + ["{moco_ckpt}"], "moco.pt is the input checkpoint="),
+    ("export_encoder", EXPORT[:-1] + ["{moco_link}"], "moco_link.pt is the input checkpoint="),
+    ("export_encoder", EXPORT[:-1] + ["{tmp}/exports/"], "ends with '/', so it names a folder"),
+    ("linear_eval", ["--checkpoint", "{moco_ckpt}", "--json-out", "{moco_ckpt}"],
+     "moco.pt is the input checkpoint="),
     # ---- pretrain_moco
     ("pretrain_moco", MOCO[2:], "data is required"),
     ("pretrain_moco", MOCO + ["--data", "{tmp}/nowhere"], "data="),
@@ -210,6 +227,11 @@ def paths(tmp_path_factory) -> dict[str, str]:
     flipped = bytearray(moco.read_bytes())
     flipped[60] ^= 0x01  # inside the header
     (root / "flipped.pt").write_bytes(bytes(flipped))
+    (root / "loop").symlink_to(root / "loop")
+    (root / "dangling").symlink_to(root / "moved_away")
+    (root / "moco_link.pt").symlink_to(moco)
+    (root / "videos_file" / "videos").parent.mkdir()
+    (root / "videos_file" / "videos").write_text("not a folder\n")
     run = root / "results" / "dmc" / "cartpole-swingup" / "seed_1"
     run.mkdir(parents=True)
     (run / "eval.csv").write_text("step,episode_reward\n1000,abc\n")
@@ -219,7 +241,9 @@ def paths(tmp_path_factory) -> dict[str, str]:
             "list_json": str(root / "list.json"), "unknown_json": str(root / "unknown.json"),
             "typed_json": str(root / "typed.json"), "nonempty": str(nonempty),
             "rl_ckpt": str(root / "rl.pt"), "moco_ckpt": str(moco),
-            "flipped_ckpt": str(root / "flipped.pt"), "results": str(root / "results")}
+            "flipped_ckpt": str(root / "flipped.pt"), "results": str(root / "results"),
+            "loop": str(root / "loop"), "dangling": str(root / "dangling"),
+            "moco_link": str(root / "moco_link.pt"), "videos_file": str(root / "videos_file")}
 
 
 def _fill(argv: list[str], paths: dict[str, str]) -> list[str]:

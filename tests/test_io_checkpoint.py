@@ -21,6 +21,7 @@ from curl_moco.io.checkpoint import (
     save_checkpoint,
 )
 from curl_moco.io.encoder_export import load_encoder_into, save_encoder_state
+from curl_moco.io.lock import FolderInUseError
 from curl_moco.runtime import capture_rng_state, restore_rng_state
 
 CONFIG = {"task": "cartpole-swingup", "feature_dim": 50, "crop": (84, 84)}
@@ -230,9 +231,13 @@ def test_run_folder_resume_convention(tmp_path) -> None:
     folder.prepare()
     assert json.loads(folder.config_path.read_text()) == {"lr": 0.1, "depth": 2, "device": "cpu"}
     folder.save({"step": 3})
+    with pytest.raises(FolderInUseError, match=f"PID {os.getpid()}"):  # one writer per folder
+        RunDir(tmp_path / "run", Toy(), kind="toy", may_change={"device"}).check(resume=True)
+    folder.release()
     same = RunDir(tmp_path / "run", Toy(device="cuda"), kind="toy", may_change={"device"})
     assert same.check(resume=True) == folder.checkpoint_path
     assert same.load()["step"] == 3
+    same.release()
     with pytest.raises(CheckpointError, match="lr=0.1, this run has lr=0.2"):
         RunDir(tmp_path / "run", Toy(lr=0.2), kind="toy", may_change=()).check(resume=True)
     with pytest.raises(ValueError, match="already holds a run.*--no-resume"):
@@ -244,6 +249,8 @@ def test_run_folder_resume_convention(tmp_path) -> None:
     class Grown(Toy):
         width: int = 8  # added after the checkpoint was written: counts as its default
 
-    assert RunDir(tmp_path / "run", Grown(), kind="toy", may_change=()).check(True) is not None
+    grown = RunDir(tmp_path / "run", Grown(), kind="toy", may_change=())
+    assert grown.check(True) is not None
+    grown.release()
     with pytest.raises(CheckpointError, match="width=8, this run has width=9"):
         RunDir(tmp_path / "run", Grown(width=9), kind="toy", may_change=()).check(True)

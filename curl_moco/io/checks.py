@@ -290,7 +290,7 @@ def _file_system_type(path: Path) -> str | None:
 
 def _name_max(path: Path) -> int:
     probe = path.absolute()
-    while not probe.exists() and probe.parent != probe:
+    while not os.path.isdir(probe) and probe.parent != probe:  # isdir: False on any error
         probe = probe.parent
     try:
         return os.pathconf(probe, "PC_NAME_MAX")

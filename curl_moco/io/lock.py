@@ -111,6 +111,10 @@ class FolderLock:
                         and _alive(owner.get("pid")) and owner.get("pid") != os.getpid())
 
     def _in_use_message(self, owner: dict[str, Any]) -> str:
+        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            return (f"{self.setting}={shlex.quote(str(self.folder))} is in use by this process "
+                    f"(PID {os.getpid()}): an earlier run on it was not closed (call its close())"
+                    f"; choose another {self.setting} or close the other run first")
         who = f"PID {owner.get('pid', '?')}"
         if owner.get("host") and owner["host"] != socket.gethostname():
             who += f" on {owner['host']}"

@@ -111,13 +111,18 @@ class CsvSink:
 
     def write(self, group: str, step: int, row: Row) -> None:
         path = self.run_dir / f"{group}.csv"
-        header = self._header(group, path)
-        if header is None or any(key not in header for key in row):
-            header = _merge(header, list(row))
-            _rewrite_with_header(path, header)
-            self._headers[group] = header
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=header).writerow(row)
+        try:
+            header = self._header(group, path)
+            if header is None or any(key not in header for key in row):
+                header = _merge(header, list(row))
+                _rewrite_with_header(path, header)
+                self._headers[group] = header
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=header).writerow(row)
+        except OSError as error:  # a full disk raised by write() names no file: name it
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, error.strerror, str(path)) from error
 
     def flush(self) -> None:  # every row is written through
         pass
