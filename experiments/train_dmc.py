@@ -21,6 +21,7 @@ import shlex
 import sys
 
 from curl_moco.experiments.configs.curl_dmc import CURL_PRESETS
+from curl_moco.io.checks import quote
 from curl_moco.io.config import parse_config
 from curl_moco.io.console import setup_logging
 from curl_moco.io.errors import launch_head, run_entry_point
@@ -47,14 +48,15 @@ def summary(result: TrainResult) -> str:
     if ev is not None:
         lines.append(f"  final evaluation:  return {ev.mean:.1f} +- {ev.std:.1f} over "
                      f"{len(ev.returns)} episodes at {ev.env_steps} steps")
-    lines.append(f"  logs (CSV):        {', '.join(str(p) for p in result.csv_paths)}")
+    lines.append(f"  logs (CSV):        {' '.join(quote(p) for p in result.csv_paths)}")
     if result.tensorboard_dir is not None:
-        lines.append(f"  tensorboard:       tensorboard --logdir {result.tensorboard_dir}")
-    lines.append(f"  config:            {result.config_path} (what ran: "
-                 f"{result.run_dir / 'run.json'})")
-    lines.append(f"  checkpoint:        {result.checkpoint}")
+        lines.append(f"  tensorboard:       tensorboard --logdir {quote(result.tensorboard_dir)}")
+    lines.append(f"  config:            {quote(result.config_path)} (what ran: "
+                 f"{quote(result.run_dir / 'run.json')})")
+    checkpoint = quote(result.checkpoint) if result.checkpoint else "none"
+    lines.append(f"  checkpoint:        {checkpoint}")
     if ev is not None and ev.video is not None:
-        lines.append(f"  evaluation video:  {ev.video}")
+        lines.append(f"  evaluation video:  {quote(ev.video)}")
     if result.checkpoint is not None and not result.stopped_early:
         lines.append(f"  watch the agent:   {watch_command(result.run_dir)}")
     return "\n".join(lines)

@@ -396,17 +396,20 @@ def test_disk_full_at_checkpoint_time_is_one_line_and_keeps_the_previous(
         reference: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     import errno
 
-    from curl_moco.io import checkpoint as checkpoint_module
+    from curl_moco.io import atomic
 
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
     before = (run_dir / "checkpoint.pt").read_bytes()
+    real_write = atomic._write_all
 
-    def full_disk(f, parts):
-        f.write(b"\0" * 4096)
+    def full_disk(fd, parts):  # the disk fills up while the checkpoint is written
+        if ".checkpoint.pt." not in os.readlink(f"/proc/self/fd/{fd}"):
+            return real_write(fd, parts)
+        os.write(fd, b"\0" * 4096)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(checkpoint_module, "_write_parts", full_disk)
+    monkeypatch.setattr(atomic, "_write_all", full_disk)
     code = main(argv_of({**TINY, "run_dir": str(run_dir), "steps": 720}))  # resume, then save
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err

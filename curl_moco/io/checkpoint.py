@@ -86,7 +86,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
                             header, data])
     except OSError as error:
         raise CheckpointWriteError(
-            f"could not write checkpoint {path}: {os_error_message(error)}; the previous "
+            f"could not write checkpoint {path}: "
+            f"{os_error_message(OSError(error.errno, error.strerror))}; the previous "
             "checkpoint (if any) is intact") from error
     return path
 

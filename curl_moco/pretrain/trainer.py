@@ -365,6 +365,7 @@ class Trainer:
         if ctx.is_main and cfg.export:
             self.export()
         encoder = self.run_dir / "encoder.pt"
+        self.run_folder.release()  # done: the folder is free for the next run
         return PretrainResult(
             run_dir=self.run_dir, step=self.step, epochs=self.epoch,
             metrics={k: v for k, v in self.last.items() if k != "epoch"},
