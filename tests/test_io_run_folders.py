@@ -115,8 +115,10 @@ def test_second_trainer_on_a_run_folder_is_refused_naming_the_first(entry, tmp_p
         assert listing(run_dir) == before  # nothing written, nothing dropped
 
 
+@pytest.mark.slow
 def test_two_real_train_dmc_processes_on_one_folder(tmp_path) -> None:
-    """The second real process exits 2 naming the holder; the holder's folder is untouched."""
+    """End to end (``python -m``; the in-process test above checks the same faster): the second
+    process exits 2 naming the holder; the holder's folder is untouched."""
     run_dir = tmp_path / "my run"
     run_dir.mkdir()
     with held_by_another_process(run_dir) as pid:
