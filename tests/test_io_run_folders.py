@@ -390,7 +390,7 @@ sys.exit(pretrain_moco.cli([*{argv!r}, *extra]))
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("rank_flags", "expected"), [
-    (["--knn-k", "0"], "error: knn_k=0 must be > 0 (refused by rank 1; every rank stops)"),
+    (["--knn-k", "0"], "error (rank 1): knn_k=0 must be > 0"),
     (["--seed", "1"], "error: seed differs between ranks: rank 0 has seed=0, rank 1 has seed=1"),
 ])
 def test_ranks_agree_before_training(rank_flags, expected, tmp_path, digits) -> None:
@@ -408,7 +408,10 @@ def test_ranks_agree_before_training(rank_flags, expected, tmp_path, digits) -> 
     assert "gloo" not in proc.stderr.lower() and "Connection closed" not in proc.stderr
     for package in ("curl_moco", "envs", "experiments"):
         assert f'File "{REPO / package}' not in proc.stderr
-    assert proc.stderr.count("exitcode  : 2") >= 1
+    root_cause = proc.stderr.split("Root Cause")[1]
+    assert "exitcode  : 2" in root_cause
+    if "knn" in expected:  # the rank that refused, not rank 0 waiting for it
+        assert "rank      : 1 (local_rank: 1)" in root_cause, proc.stderr[-3000:]
     assert not run_dir.exists()
 
 

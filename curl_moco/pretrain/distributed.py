@@ -8,6 +8,7 @@ no-op, so the same code path runs in one process and under ``torchrun --nproc_pe
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ import torch.distributed as dist
 from curl_moco.contrastive.queue import gather_from_all_ranks
 from curl_moco.io.errors import UsageError
 from curl_moco.runtime import launched_world_size
+
+#: Seconds the other ranks wait after one rank refused its settings at start-up.
+REFUSAL_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,9 @@ def start_together(ctx: DistContext, settings: dict[str, Any] | None = None) -> 
         raise problem
     for other, (message, _) in enumerate(outcomes):
         if message is not None:
+            # Let the refusing rank exit first, so that torchrun names it as the root cause
+            # (torchrun may stop this rank meanwhile; the refusing rank has printed the reason).
+            time.sleep(REFUSAL_GRACE_S)
             raise UsageError(f"{message} (refused by rank {other}; every rank stops)")
     for other, (_, theirs) in enumerate(outcomes):
         for key in sorted(set(settings or {}) | set(theirs or {})):
