@@ -89,7 +89,10 @@ class FolderLock:
             os.close(fd)  # closing the descriptor releases the flock
 
     def __del__(self) -> None:  # a lock object dropped by an error still frees the folder
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - interpreter shutdown: the kernel frees the flock
+            pass
 
     def __enter__(self) -> FolderLock:
         return self.acquire()

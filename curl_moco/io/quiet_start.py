@@ -29,6 +29,8 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 def launched_as_entry_point() -> bool:
     """Whether ``__main__`` is one of this project's entry points."""
     main = sys.modules.get("__main__")
+    if getattr(main, "__name__", "") != "__main__":  # a multiprocessing child ("__mp_main__")
+        return False
     spec = getattr(main, "__spec__", None)
     name = getattr(spec, "name", "") or ""
     if name.startswith(("experiments.", "curl_moco.experiments.")):
