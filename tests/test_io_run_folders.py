@@ -425,3 +425,11 @@ def test_train_dmc_under_real_torchrun_is_refused_by_every_rank(tmp_path) -> Non
     assert "error: WORLD_SIZE=2: train_dmc trains one agent" in proc.stderr
     assert "error (rank 1): WORLD_SIZE=2" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_importing_an_entry_point_leaves_ctrl_c_alone() -> None:
+    """Library users and tests import the entry points: the start-up handler is not theirs."""
+    from curl_moco.io import quiet_start
+
+    assert not quiet_start.launched_as_entry_point()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
