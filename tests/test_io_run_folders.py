@@ -433,3 +433,28 @@ def test_importing_an_entry_point_leaves_ctrl_c_alone() -> None:
 
     assert not quiet_start.launched_as_entry_point()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_claimed_new_folder_is_locked_and_removed_again_if_nothing_was_written(
+        tmp_path) -> None:
+    """Trainers lock a new run folder before their work (two runs started at the same moment:
+    the second is refused early); a run refused after that leaves nothing behind."""
+    import dataclasses
+
+    from curl_moco.io.run import RunDir
+
+    @dataclasses.dataclass
+    class Toy:
+        lr: float = 0.1
+
+    folder = RunDir(tmp_path / "new" / "run", Toy(), kind="toy", may_change=())
+    assert folder.check(resume=True) is None and not folder.path.exists()
+    folder.claim()
+    assert [p.name for p in folder.path.iterdir()] == [LOCK_NAME]
+    with pytest.raises(FolderInUseError, match=f"PID {os.getpid()}"):
+        RunDir(folder.path, Toy(), kind="toy", may_change=()).check(resume=True)
+    folder.release()
+    assert not folder.path.exists()
+    folder.prepare()  # a run that wrote its config keeps its folder
+    folder.release()
+    assert [p.name for p in folder.path.iterdir()] == ["config.json"]

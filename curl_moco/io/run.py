@@ -71,6 +71,7 @@ class RunDir:
         self._config_identity = [key for key in self.identity if key not in (extra or {})]
         self.writer = writer
         self.lock = FolderLock(self.path, "run_dir")
+        self._created = False
         self._defaults = {f.name: f.default for f in dataclasses.fields(cfg)
                           if f.default is not dataclasses.MISSING}
 
@@ -150,13 +151,24 @@ class RunDir:
         has passed: nothing is written before."""
         if not self.writer:
             return
-        self.lock.acquire()
+        self.claim()
         remove_stale_temp_files(self.path, (CHECKPOINT_NAME, CONFIG_NAME, *outputs))
         save_config(self._cfg, self.config_path)
+
+    def claim(self) -> None:
+        """Lock the folder now, creating it if needed (a second run starting at the same moment
+        is then refused before its own work); :meth:`release` removes a folder created here
+        that is still empty."""
+        if self.writer and not self.lock.held:
+            self._created = self._created or not self.path.exists()
+            self.lock.acquire()
 
     def release(self) -> None:
         """Free the folder for other runs (no-op when not held)."""
         self.lock.release()
+        if self._created and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()  # refused after claim(): leave nothing behind
+        self._created = False
 
     def save(self, payload: dict[str, Any]) -> Path:
         """Atomically write the run's checkpoint (payload: tensors and primitives only)."""

@@ -178,6 +178,7 @@ class Trainer:
         #: The entry point's module when one runs this trainer (recorded in run.json).
         self.entry_point: str | None = None
         self._saved_step = self.step if self.resumed else -1
+        self.run_folder.claim()  # rank 0: one writer from here on (refused inside start_together)
 
     def _note_settings_that_do_little(self) -> None:
         """Warn about a kNN monitor with nothing (or part of the classes) to test and a queue

@@ -178,6 +178,7 @@ class Trainer:
         self.run_dir = self.run_folder.path
         self.sinks = list(sinks)
         self.checkpoint_path: Path | None = self.run_folder.check(self.cfg.resume)
+        self.run_folder.claim()  # one writer from here on; released (and undone) by close()
         self.env = self.eval_env = None
         self.agent: CurlSacAgent | None = None
         self.replay: ReplayBuffer | None = None
