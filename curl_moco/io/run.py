@@ -17,9 +17,9 @@ checkpoint yet (a run stopped before its first checkpoint) must hold the same ru
 are dropped and logged again); a folder holding a run's logs, videos or exports without a
 checkpoint is refused with ``resume`` off, and without a ``config.json`` even with it on.
 
-One writer per folder: :meth:`RunDir.check` (on a folder that exists) and :meth:`RunDir.prepare`
-take the folder's :class:`~curl_moco.io.lock.FolderLock`; a second run on the folder is refused
-naming the first's PID. :meth:`RunDir.release` (or the process's end) frees it.
+One writer per folder: :meth:`RunDir.claim` (and :meth:`RunDir.prepare`) take the folder's
+:class:`~curl_moco.io.lock.FolderLock` until :meth:`RunDir.release` (or the process's end); a
+second run on the folder is refused naming the first's PID, by :meth:`RunDir.check` already.
 """
 
 from __future__ import annotations
@@ -87,14 +87,16 @@ class RunDir:
         """Before any work: the checkpoint to continue from, or None for a fresh run. Raises
         :class:`UsageError` / :class:`CheckpointError` naming ``run_dir`` and the first field
         that differs when the folder holds another run (or any checkpoint with ``resume`` off),
-        or when another process is writing it (the folder's lock, held from here on)."""
-        if self.writer and self.path.is_dir():
+        or when another process is writing it (the folder's lock, held while checking; a run
+        holds it from :meth:`claim` on)."""
+        checking = self.writer and self.path.is_dir() and not self.lock.held
+        if checking:
             self.lock.acquire()
         try:
             return self._check(resume)
-        except BaseException:
-            self.release()
-            raise
+        finally:
+            if checking:
+                self.lock.release()
 
     def _check(self, resume: bool) -> Path | None:
         where = f"run_dir={quote(self.path)}"
