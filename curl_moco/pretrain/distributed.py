@@ -25,6 +25,15 @@ from curl_moco.runtime import launched_world_size
 REFUSAL_GRACE_S = 2.0
 
 
+class RefusedByOtherRank(UsageError):
+    """Another rank refused its settings at start-up: this rank stops too."""
+
+    def wait(self) -> None:
+        """Give the refusing rank time to exit first, so that torchrun names it as the root
+        cause (torchrun may stop this rank meanwhile: the refusing rank printed the reason)."""
+        time.sleep(REFUSAL_GRACE_S)
+
+
 @dataclass(frozen=True)
 class DistContext:
     """Rank, world size and device of this process (``world_size == 1`` without torchrun)."""
@@ -93,10 +102,7 @@ def start_together(ctx: DistContext, settings: dict[str, Any] | None = None) -> 
         raise problem
     for other, (message, _) in enumerate(outcomes):
         if message is not None:
-            # Let the refusing rank exit first, so that torchrun names it as the root cause
-            # (torchrun may stop this rank meanwhile; the refusing rank has printed the reason).
-            time.sleep(REFUSAL_GRACE_S)
-            raise UsageError(f"{message} (refused by rank {other}; every rank stops)")
+            raise RefusedByOtherRank(f"{message} (refused by rank {other}; every rank stops)")
     for other, (_, theirs) in enumerate(outcomes):
         for key in sorted(set(settings or {}) | set(theirs or {})):
             mine, its = (settings or {}).get(key), (theirs or {}).get(key)

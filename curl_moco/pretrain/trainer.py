@@ -50,6 +50,7 @@ from curl_moco.pretrain.data import (
 )
 from curl_moco.pretrain.distributed import (
     DistContext,
+    RefusedByOtherRank,
     all_gather_objects,
     all_reduce_max,
     all_reduce_sum,
@@ -501,6 +502,11 @@ def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = (), *,
             trainer = Trainer(cfg, ctx, sinks)  # checks the data and the run folder
             trainer.entry_point = entry_point
         return trainer.run()
+    except RefusedByOtherRank as refused:
+        if trainer is not None:
+            trainer.run_folder.release()  # before waiting: torchrun may stop this rank
+        refused.wait()
+        raise
     finally:
         if trainer is not None:
             trainer.run_folder.release()
