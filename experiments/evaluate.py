@@ -14,6 +14,11 @@ fix prints ``error: ...`` and exits 2 before anything is written.
 
 from __future__ import annotations
 
+# first: a Ctrl-C while torch imports exits 130 without a traceback
+import curl_moco.io.quiet_start  # noqa: F401
+
+# isort: split
+
 import sys
 
 from curl_moco.io.config import parse_config

@@ -154,7 +154,7 @@ class RunDir:
         if not self.writer:
             return
         self.claim()
-        remove_stale_temp_files(self.path, (CHECKPOINT_NAME, CONFIG_NAME, *outputs))
+        remove_stale_temp_files(self.path, (CHECKPOINT_NAME, CONFIG_NAME, "run.json", *outputs))
         save_config(self._cfg, self.config_path)
 
     def claim(self) -> None:

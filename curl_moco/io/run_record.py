@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from curl_moco.io.atomic import atomic_write
 from curl_moco.io.errors import launch_head
 
 RUN_RECORD_NAME = "run.json"
@@ -157,6 +158,4 @@ class RunRecord:
         return data if isinstance(data, dict) else {}
 
     def _write(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
