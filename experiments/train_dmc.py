@@ -89,7 +89,7 @@ def check_settings(argv: list[str] | None) -> CurlSacConfig:
     without training or writing: raises :class:`~curl_moco.io.errors.UsageError`. For launchers
     of many runs (scripts/run_curl_benchmark.sh) that want every mistake before the first."""
     cfg = parse(argv)
-    Trainer(cfg)
+    Trainer(cfg).close()  # frees (and removes, still empty) the run folder it claimed
     return cfg
 
 

@@ -454,7 +454,7 @@ def test_a_claimed_new_folder_is_locked_and_removed_again_if_nothing_was_written
     with pytest.raises(FolderInUseError, match=f"PID {os.getpid()}"):
         RunDir(folder.path, Toy(), kind="toy", may_change=()).check(resume=True)
     folder.release()
-    assert not folder.path.exists()
+    assert not (tmp_path / "new").exists()  # the parents it created too
     folder.prepare()  # a run that wrote its config keeps its folder
     folder.release()
     assert [p.name for p in folder.path.iterdir()] == ["config.json"]

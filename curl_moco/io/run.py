@@ -71,7 +71,7 @@ class RunDir:
         self._config_identity = [key for key in self.identity if key not in (extra or {})]
         self.writer = writer
         self.lock = FolderLock(self.path, "run_dir")
-        self._created = False
+        self._created: Path | None = None
         self._defaults = {f.name: f.default for f in dataclasses.fields(cfg)
                           if f.default is not dataclasses.MISSING}
 
@@ -162,15 +162,24 @@ class RunDir:
         is then refused before its own work); :meth:`release` removes a folder created here
         that is still empty."""
         if self.writer and not self.lock.held:
-            self._created = self._created or not self.path.exists()
+            if self._created is None:  # the outermost folder this claim creates
+                probe = self.path.absolute()
+                while not probe.exists() and probe.parent != probe:
+                    self._created, probe = probe, probe.parent
             self.lock.acquire()
 
     def release(self) -> None:
-        """Free the folder for other runs (no-op when not held)."""
+        """Free the folder for other runs (no-op when not held); folders created by
+        :meth:`claim` that are still empty are removed (a refused run leaves nothing behind)."""
         self.lock.release()
-        if self._created and self.path.is_dir() and not any(self.path.iterdir()):
-            self.path.rmdir()  # refused after claim(): leave nothing behind
-        self._created = False
+        if self._created is not None:
+            folder = self.path.absolute()
+            while folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+                if folder == self._created:
+                    break
+                folder = folder.parent
+        self._created = None
 
     def save(self, payload: dict[str, Any]) -> Path:
         """Atomically write the run's checkpoint (payload: tensors and primitives only)."""
