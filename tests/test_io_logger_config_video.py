@@ -39,6 +39,21 @@ def test_logger_resume_drops_rows_after_checkpoint_step(tmp_path):
     assert [r["step"] for r in read_csv(tmp_path / "eval.csv")] == ["20"]
 
 
+
+def test_logger_upgrades_old_column_names_then_truncates(tmp_path):
+    """A CSV written under older names is rewritten under the new ones, values in place, then
+    cut after the resume step; new rows line up with the old ones."""
+    (tmp_path / "train.csv").write_text(
+        "step,loss,steps_per_s\n10,1.0,5.0\n20,2.0,6.0\n30,3.0,7.0\n")
+    renames = {"step": "env_steps", "steps_per_s": "env_steps_per_s"}
+    with Logger.to_folder(tmp_path, resume_step=20, tensorboard=False, step_column="env_steps",
+                          renames=renames) as logger:
+        logger.log("train", 30, {"loss": 9.0, "env_steps_per_s": 8.0, "agent_steps": 4})
+    assert (tmp_path / "train.csv").read_text().splitlines() == [
+        "env_steps,loss,env_steps_per_s,agent_steps", "10,1.0,5.0,", "20,2.0,6.0,",
+        "30,9.0,8.0,4"]
+
+
 @dataclasses.dataclass
 class ToyConfig:
     task: str = knob("cartpole-swingup", "task name")

@@ -44,11 +44,11 @@ def test_tiny_run_logs_monitors_counts_and_exports(digits, tmp_path):
     result = train(_cfg(digits, tmp_path / "run", epochs=2))
     run = tmp_path / "run"
     epochs = read_csv(run / "epoch.csv")
-    assert [int(r["step"]) for r in epochs] == [5, 10]  # 81 training items // 16 = 5 steps
+    assert [int(r["optimizer_steps"]) for r in epochs] == [5, 10]  # 81 training items // 16 = 5 steps
     assert [int(r["skipped_images"]) for r in epochs] == [1, 1]  # the corrupt file, each epoch
     assert int(epochs[-1]["skipped_images_total"]) == 2
     assert 0.3 < float(epochs[-1]["knn_accuracy"]) <= 1.0  # 10 classes: chance is 0.1
-    assert [int(r["step"]) for r in read_csv(run / "train.csv")] == list(range(1, 11))
+    assert [int(r["optimizer_steps"]) for r in read_csv(run / "train.csv")] == list(range(1, 11))
     assert json.loads((run / "config.json").read_text())["queue_size"] == 32
     info = json.loads((run / "run.json").read_text())["run"]
     assert info["train_items"] + info["val_items"] == 101 and info["effective_lr"] == 0.5 / 16
@@ -135,7 +135,7 @@ def test_resume_after_sigkill_loses_nothing(digits, tmp_path):
     # Killed after logging step 8; the last checkpoint is from step 6 (mid-epoch 2).
     killed = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["payload"]
     assert (killed["step"], killed["epoch"], killed["step_in_epoch"]) == (6, 1, 1)
-    assert int(read_csv(tmp_path / "killed" / "train.csv")[-1]["step"]) == 8
+    assert int(read_csv(tmp_path / "killed" / "train.csv")[-1]["optimizer_steps"]) == 8
     train(cfg)  # resumes from step 6
     reference = replace(cfg, run_dir=str(tmp_path / "straight"))
     train(reference)
@@ -145,13 +145,13 @@ def test_resume_after_sigkill_loses_nothing(digits, tmp_path):
     for key, value in straight["model"].items():  # weights, key encoder, queue: identical
         assert torch.equal(value, resumed["model"][key]), key
     rows = read_csv(tmp_path / "killed" / "train.csv")
-    assert [int(r["step"]) for r in rows] == list(range(1, 16))  # each step logged once
+    assert [int(r["optimizer_steps"]) for r in rows] == list(range(1, 16))  # each step logged once
     ref_rows = read_csv(tmp_path / "straight" / "train.csv")
     assert [r["loss"] for r in rows] == [r["loss"] for r in ref_rows]
     epochs, ref_epochs = (read_csv(p / "epoch.csv") for p in (tmp_path / "killed",
                                                               tmp_path / "straight"))
-    assert [(r["step"], r["loss"], r["knn_accuracy"]) for r in epochs] == [
-        (r["step"], r["loss"], r["knn_accuracy"]) for r in ref_epochs]
+    assert [(r["optimizer_steps"], r["loss"], r["knn_accuracy"]) for r in epochs] == [
+        (r["optimizer_steps"], r["loss"], r["knn_accuracy"]) for r in ref_epochs]
 
 
 def test_ctrl_c_checkpoints_the_step_and_resumes_exactly(digits, tmp_path, monkeypatch):
@@ -237,7 +237,7 @@ def test_sigterm_on_one_rank_stops_all_ranks_after_the_same_step(digits, tmp_pat
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"] == 5
-    assert [int(r["step"]) for r in read_csv(run_dir / "train.csv")] == [1, 2, 3, 4, 5]
+    assert [int(r["optimizer_steps"]) for r in read_csv(run_dir / "train.csv")] == [1, 2, 3, 4, 5]
 
 
 def test_sigterm_to_the_process_group_with_loader_workers(digits, tmp_path):
@@ -272,4 +272,4 @@ def test_sigterm_to_the_process_group_with_loader_workers(digits, tmp_path):
     assert f"resume with: {sys.executable} -m experiments.pretrain_moco --config" in err
     train(cfg)
     assert load_checkpoint(run_dir / "checkpoint.pt")["payload"]["step"] == 15
-    assert [int(r["step"]) for r in read_csv(csv_path)] == list(range(1, 16))
+    assert [int(r["optimizer_steps"]) for r in read_csv(csv_path)] == list(range(1, 16))

@@ -4,6 +4,7 @@ refused checkpoints, stale temporary files, pretrained encoder initialisation.""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ from curl_moco.io.interrupt import TrainingInterrupted
 from curl_moco.io.logger import read_csv
 from curl_moco.io.video import count_video_frames
 from curl_moco.rl.config import CurlSacConfig
-from curl_moco.rl.trainer import Trainer, train
+from curl_moco.rl.trainer import LEGACY_COLUMNS, Trainer, train
 
 REPO = Path(__file__).resolve().parents[1]
 # 8 episodes of 10 agent steps (80 environment steps at action repeat 8); checkpoints at 320
@@ -35,7 +36,7 @@ TINY = dict(task="cartpole-swingup", action_repeat=8, image_size=40, crop_size=3
             feature_dim=16, num_filters=8, num_layers=2, replay_capacity=1000, eval_every=320,
             eval_episodes=1, checkpoint_every=320, video_size=64, device="cpu",
             progress=False, seed=3)
-TIMING = {"steps_per_s", "episode_s"}
+TIMING = {"env_steps_per_s", "episode_s"}
 
 
 def tiny(run_dir: Path, **overrides) -> CurlSacConfig:
@@ -186,13 +187,13 @@ def test_pixel_sac_and_shift_ablations_train(tmp_path: Path, overrides, caplog) 
 
 def test_tiny_run_writes_logs_tensorboard_checkpoint_and_videos(reference: Path) -> None:
     train_rows = rows(reference / "train.csv")
-    assert [int(r["step"]) for r in train_rows] == list(range(80, 641, 80))
-    assert [int(r["episode_length"]) for r in train_rows] == [10] * 8
+    assert [int(r["env_steps"]) for r in train_rows] == list(range(80, 641, 80))
+    assert [int(r["episode_agent_steps"]) for r in train_rows] == [10] * 8
     assert int(train_rows[-1]["updates"]) == 80 - 10 + 1  # one per agent step after seeding
     for key in ("critic_loss", "actor_loss", "alpha", "q1", "curl_loss", "curl_accuracy"):
         assert float(train_rows[-1][key]) == float(train_rows[-1][key])  # present, not NaN
     eval_rows = rows(reference / "eval.csv")
-    assert [int(r["step"]) for r in eval_rows] == [320, 640]
+    assert [int(r["env_steps"]) for r in eval_rows] == [320, 640]
     assert all(float(r["episode_reward_std"]) == 0.0 for r in eval_rows)  # one episode each
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -202,7 +203,7 @@ def test_tiny_run_writes_logs_tensorboard_checkpoint_and_videos(reference: Path)
     acc = EventAccumulator(str(reference / "tb"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"train/critic_loss", "train/curl_accuracy", "train/alpha", "train/steps_per_s",
+    assert {"train/critic_loss", "train/curl_accuracy", "train/alpha", "train/env_steps_per_s",
             "eval/episode_reward"} <= tags
     assert [e.step for e in acc.Scalars("eval/episode_reward")] == [320, 640]
 
@@ -217,7 +218,7 @@ def test_tiny_run_writes_logs_tensorboard_checkpoint_and_videos(reference: Path)
 
 def test_same_seed_same_returns_and_losses(reference: Path, tmp_path: Path) -> None:
     train(tiny(tmp_path, steps=320))
-    ref_train = [r for r in rows(reference / "train.csv") if int(r["step"]) <= 320]
+    ref_train = [r for r in rows(reference / "train.csv") if int(r["env_steps"]) <= 320]
     assert rows(tmp_path / "train.csv") == ref_train
     assert rows(tmp_path / "eval.csv") == rows(reference / "eval.csv")[:1]
     other = tmp_path / "other_seed"
@@ -229,7 +230,7 @@ def test_same_seed_same_returns_and_losses(reference: Path, tmp_path: Path) -> N
 def test_stopped_run_resumes_to_the_same_parameters(reference: Path, tmp_path: Path) -> None:
     first = train(tiny(tmp_path, stop_after=320))
     assert first.stopped_early and first.env_steps == 320
-    assert max(int(r["step"]) for r in rows(tmp_path / "train.csv")) == 320
+    assert max(int(r["env_steps"]) for r in rows(tmp_path / "train.csv")) == 320
     second = train(tiny(tmp_path))  # the same command again
     assert second.resumed_from == 320 and second.env_steps == 640
     assert rows(tmp_path / "train.csv") == rows(reference / "train.csv")
@@ -238,6 +239,32 @@ def test_stopped_run_resumes_to_the_same_parameters(reference: Path, tmp_path: P
     third = train(tiny(tmp_path))  # finished: nothing to do, nothing duplicated
     assert third.resumed_from == 640
     assert rows(tmp_path / "train.csv") == rows(reference / "train.csv")
+
+
+
+def test_resuming_a_run_logged_under_the_old_column_names(reference: Path,
+                                                          tmp_path: Path) -> None:
+    """A run stopped by an older version (columns step, steps_per_s, episode_length; no
+    agent_steps) resumes into one table under the new names: no row lost, none garbled."""
+    train(tiny(tmp_path, stop_after=320))
+    old_names = {new: old for old, new in LEGACY_COLUMNS.items()}
+    for name in ("train.csv", "eval.csv"):
+        old_rows = [{old_names.get(k, k): v for k, v in row.items() if k != "agent_steps"}
+                    for row in read_csv(tmp_path / name)]
+        with open(tmp_path / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(old_rows[0]))
+            writer.writeheader()
+            writer.writerows(old_rows)
+    assert "steps_per_s" in (tmp_path / "train.csv").read_text().splitlines()[0].split(",")
+    train(tiny(tmp_path))
+    resumed, expected = rows(tmp_path / "train.csv"), rows(reference / "train.csv")
+    assert set(resumed[0]) == set(expected[0])  # the new names only
+    for row in expected[:4]:  # logged before the upgrade: no agent_steps value
+        row["agent_steps"] = ""
+    assert sorted(map(sorted, (r.items() for r in resumed))) == sorted(
+        map(sorted, (r.items() for r in expected)))
+    assert [int(r["env_steps"]) for r in resumed] == list(range(80, 641, 80))
+    assert rows(tmp_path / "eval.csv") == rows(reference / "eval.csv")
 
 
 @pytest.mark.slow
@@ -252,7 +279,8 @@ def test_sigkill_then_same_command_resumes_without_lost_or_duplicated_rows(
     killed_at = None
     try:
         while time.time() < deadline and proc.poll() is None:
-            steps = [int(r["step"]) for r in read_csv(csv_path)] if csv_path.is_file() else []
+            steps = ([int(r["env_steps"]) for r in read_csv(csv_path)]
+                     if csv_path.is_file() else [])
             # a checkpoint exists at 320 and rows after it have been written
             if steps and 320 < max(steps) < 640:
                 proc.send_signal(signal.SIGKILL)
@@ -290,7 +318,8 @@ def test_ctrl_c_writes_a_checkpoint_and_the_printed_command_resumes_exactly(
     csv_path, deadline, sent = tmp_path / "train.csv", time.time() + 240, False
     try:
         while time.time() < deadline and proc.poll() is None:
-            steps = [int(r["step"]) for r in read_csv(csv_path)] if csv_path.is_file() else []
+            steps = ([int(r["env_steps"]) for r in read_csv(csv_path)]
+                     if csv_path.is_file() else [])
             if steps and 320 < max(steps) < 560:  # after the first checkpoint and evaluation
                 proc.send_signal(signal.SIGINT)
                 sent = True
@@ -308,7 +337,7 @@ def test_ctrl_c_writes_a_checkpoint_and_the_printed_command_resumes_exactly(
     stopped_at = int(message[0].split(" at ")[1].split()[0])
     state = load_checkpoint(tmp_path / "checkpoint.pt")["payload"]["trainer"]
     assert state["env_steps"] == stopped_at and 320 < stopped_at < 640
-    assert stopped_at > max(int(r["step"]) for r in read_csv(csv_path)) - 80
+    assert stopped_at > max(int(r["env_steps"]) for r in read_csv(csv_path)) - 80
     resume = err.split("resume with: ")[1].strip()
     # started as `python -m experiments.train_dmc`: the same interpreter and module
     assert resume == (f"{sys.executable} -m experiments.train_dmc --config "

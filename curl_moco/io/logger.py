@@ -7,9 +7,13 @@ Sinks may also implement ``write_config(config, step)`` (the run's resolved conf
 The trainers log through :class:`Logger` and never name a sink: a library user adds one (a
 dashboard, a database) by passing it to ``train(cfg, sinks=[...])``.
 
-CSV rows are flushed when written, so a killed run keeps all rows up to the moment it died.
-When a run resumes from a checkpoint taken at step S, rows with ``step > S`` are dropped from the
-CSV files (and purged from TensorBoard): they are logged again by the resumed run, exactly once.
+Every row carries the step counter under a name that states its unit
+(:attr:`Logger.step_column`: ``env_steps`` for CURL-SAC, ``optimizer_steps`` for pretraining). CSV rows are flushed when written,
+so a killed run keeps all rows up to the moment it died. When a run resumes from a checkpoint
+taken at step S, rows logged after S are dropped from the CSV files (and purged from
+TensorBoard): they are logged again by the resumed run, exactly once. A CSV written under older
+column names (``renames``: old name -> new name, e.g. ``step`` -> ``env_steps``) is rewritten
+under the new names before the first new row, values kept, so a resumed old run stays one table.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ log = logging.getLogger("curl_moco")
 Row = dict[str, "float | int | str"]
 
 
+#: Name of the step counter in rows when none is given.
+DEFAULT_STEP_COLUMN = "step"
+
+
 class MetricSink(Protocol):
-    """Where logged rows go. ``row`` holds ``"step"`` and the metrics as Python scalars."""
+    """Where logged rows go. ``row`` holds the step counter (under the logger's
+    ``step_column``) and the metrics as Python scalars."""
 
     def write(self, group: str, step: int, row: Row) -> None: ...
 
@@ -39,20 +48,27 @@ class MetricSink(Protocol):
 
 
 class Logger:
-    """Sends each row to every sink."""
+    """Sends each row to every sink; ``step_column`` names the step counter in every row."""
 
-    def __init__(self, sinks: Sequence[MetricSink]) -> None:
+    def __init__(self, sinks: Sequence[MetricSink],
+                 step_column: str = DEFAULT_STEP_COLUMN) -> None:
         self.sinks = list(sinks)
+        self.step_column = step_column
 
     @classmethod
     def to_folder(cls, run_dir: str | os.PathLike, *, resume_step: int | None = None,
-                  tensorboard: bool = True, sinks: Sequence[MetricSink] = ()) -> Logger:
+                  tensorboard: bool = True, sinks: Sequence[MetricSink] = (),
+                  step_column: str = DEFAULT_STEP_COLUMN,
+                  renames: dict[str, str] | None = None) -> Logger:
         """CSV files in ``run_dir`` (+ TensorBoard in ``run_dir/tb``) and ``sinks``."""
-        return cls([*default_sinks(run_dir, resume_step, tensorboard=tensorboard), *sinks])
+        return cls([*default_sinks(run_dir, resume_step, tensorboard=tensorboard,
+                                   step_column=step_column, renames=renames), *sinks],
+                   step_column)
 
     def log(self, group: str, step: int, metrics: dict[str, float]) -> None:
-        """Log one row ``{"step": step, **metrics}`` of ``group`` (tensors become scalars)."""
-        row: Row = {"step": int(step)}
+        """Log one row ``{step_column: step, **metrics}`` of ``group`` (tensors become
+        scalars)."""
+        row: Row = {self.step_column: int(step)}
         row.update({key: _scalar(value) for key, value in metrics.items()})
         for sink in self.sinks:
             sink.write(group, int(step), row)
@@ -86,25 +102,38 @@ class Logger:
 
 
 def default_sinks(run_dir: str | os.PathLike, resume_step: int | None = None, *,
-                  tensorboard: bool = True) -> list[MetricSink]:
+                  tensorboard: bool = True, step_column: str = DEFAULT_STEP_COLUMN,
+                  renames: dict[str, str] | None = None) -> list[MetricSink]:
     """The sinks of every run: :class:`CsvSink` and, when ``tensorboard``,
     :class:`TensorBoardSink` (``resume_step``: drop rows logged after it; None keeps all)."""
-    sinks: list[MetricSink] = [CsvSink(run_dir, resume_step)]
+    sinks: list[MetricSink] = [CsvSink(run_dir, resume_step, step_column=step_column,
+                                       renames=renames)]
     if tensorboard:
-        sinks.append(TensorBoardSink(Path(run_dir) / "tb", resume_step))
+        sinks.append(TensorBoardSink(Path(run_dir) / "tb", resume_step, step_column))
     return sinks
 
 
 class CsvSink:
-    """``<run_dir>/<group>.csv``, one column per metric (new metrics widen the file)."""
+    """``<run_dir>/<group>.csv``, one column per metric (new metrics widen the file).
 
-    def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None) -> None:
+    ``step_column`` is the step counter's column (rows after ``resume_step`` are dropped);
+    ``renames`` maps older column names to current ones: an existing file with an old name is
+    rewritten under the new name (values kept) before anything else touches it."""
+
+    def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None, *,
+                 step_column: str = DEFAULT_STEP_COLUMN,
+                 renames: dict[str, str] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.step_column = step_column
+        self.renames = dict(renames or {})
         self._headers: dict[str, list[str]] = {}
-        if resume_step is not None:
-            for csv_path in sorted(self.run_dir.glob("*.csv")):
-                dropped = _truncate_after(csv_path, resume_step)
+        for csv_path in sorted(self.run_dir.glob("*.csv")):
+            if _rename_columns(csv_path, self.renames):
+                log.info("%s: renamed old column names (%s)", csv_path.name,
+                         ", ".join(f"{a} -> {b}" for a, b in self.renames.items()))
+            if resume_step is not None:
+                dropped = _truncate_after(csv_path, resume_step, step_column)
                 if dropped:
                     log.info("resume: dropped %d row(s) after step %d from %s",
                              dropped, resume_step, csv_path.name)
@@ -132,6 +161,7 @@ class CsvSink:
 
     def _header(self, group: str, path: Path) -> list[str] | None:
         if group not in self._headers and path.is_file() and path.stat().st_size > 0:
+            _rename_columns(path, self.renames)  # a file that appeared after the constructor
             with open(path, newline="", encoding=CSV_ENCODING) as f:
                 self._headers[group] = next(csv.reader(f))
         return self._headers.get(group)
@@ -140,15 +170,17 @@ class CsvSink:
 class TensorBoardSink:
     """TensorBoard scalars ``<group>/<metric>`` in ``log_dir`` (finite numbers only)."""
 
-    def __init__(self, log_dir: str | os.PathLike, resume_step: int | None = None) -> None:
+    def __init__(self, log_dir: str | os.PathLike, resume_step: int | None = None,
+                 step_column: str = DEFAULT_STEP_COLUMN) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        self.step_column = step_column
         purge = None if resume_step is None else resume_step + 1
         self._writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
     def write(self, group: str, step: int, row: Row) -> None:
         for key, value in row.items():
-            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+            if key != self.step_column and isinstance(value, (int, float)) and math.isfinite(value):
                 self._writer.add_scalar(f"{group}/{key}", value, step)
 
     def write_config(self, config: dict[str, Any], step: int = 0) -> None:
@@ -218,14 +250,38 @@ def _rewrite_with_header(path: Path, header: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def _truncate_after(path: Path, step: int) -> int:
+def _rename_columns(path: Path, renames: dict[str, str]) -> bool:
+    """Rewrite ``path`` with the old column names of ``renames`` replaced by the new ones
+    (values kept); True when it changed. A file holding both an old and its new name is left
+    alone rather than guessed at."""
+    if not renames or path.stat().st_size == 0:
+        return False
+    with open(path, newline="", encoding=CSV_ENCODING) as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        rows = list(reader)
+    if not any(name in renames for name in header) or any(
+            renames[name] in header for name in header if name in renames):
+        return False
+    new_header = [renames.get(name, name) for name in header]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(new_header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return True
+
+
+def _truncate_after(path: Path, step: int, step_column: str = DEFAULT_STEP_COLUMN) -> int:
     if path.stat().st_size == 0:
         return 0
     with open(path, newline="", encoding=CSV_ENCODING) as f:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
         rows = list(reader)
-    kept = [row for row in rows if row.get("step") not in (None, "") and int(row["step"]) <= step]
+    kept = [row for row in rows
+            if row.get(step_column) not in (None, "") and int(row[step_column]) <= step]
     if len(kept) == len(rows):
         return 0
     tmp = path.with_suffix(".csv.tmp")

@@ -186,8 +186,12 @@ class RunDir:
         return save_checkpoint(self.checkpoint_path, payload, kind=self.kind, config=self.config)
 
     def open_logger(self, resumed_step: int | None, *, tensorboard: bool,
-                    sinks: Sequence[MetricSink] = ()) -> Logger:
+                    sinks: Sequence[MetricSink] = (), step_column: str = "step",
+                    renames: dict[str, str] | None = None) -> Logger:
         """The run's metric logger: CSV (+ TensorBoard) and any extra ``sinks``. Rows after
-        ``resumed_step`` (all rows for a fresh run) are dropped: they are logged again."""
+        ``resumed_step`` (all rows for a fresh run) are dropped: they are logged again.
+        ``step_column`` names the step counter; ``renames`` upgrades older CSV column names."""
         resume_step = -1 if resumed_step is None else resumed_step
-        return Logger([*default_sinks(self.path, resume_step, tensorboard=tensorboard), *sinks])
+        return Logger([*default_sinks(self.path, resume_step, tensorboard=tensorboard,
+                                      step_column=step_column, renames=renames), *sinks],
+                      step_column)

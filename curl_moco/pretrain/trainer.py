@@ -77,6 +77,10 @@ from curl_moco.runtime import (
 )
 
 log = logging.getLogger("curl_moco")
+#: The step counter of every CSV row (optimizer steps, all ranks together), and its older name
+#: (a resumed old run's CSV files are rewritten under the new one).
+STEP_COLUMN = "optimizer_steps"
+LEGACY_COLUMNS = {"step": STEP_COLUMN}
 
 CHECKPOINT_KIND = "moco"
 @dataclass
@@ -351,7 +355,8 @@ class Trainer:
                     "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps})
             # A fresh run clears rows left by an earlier attempt that never checkpointed.
             logger = self.run_folder.open_logger(self.step if self.resumed else None,
-                                          tensorboard=cfg.tensorboard, sinks=self.sinks)
+                                          tensorboard=cfg.tensorboard, sinks=self.sinks,
+                                          step_column=STEP_COLUMN, renames=LEGACY_COLUMNS)
             logger.config(self.config_dict, self.step)
             log.info("%s", self.header())
         try:

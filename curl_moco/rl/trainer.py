@@ -1,7 +1,8 @@
 """CURL-SAC training loop: collect -> update -> evaluate (+ video) -> log -> checkpoint.
 
 Step counting: ``env_steps`` counts **environment steps** (agent steps x action repeat) and is
-the ``step`` column of every log. Each agent step: act (uniform random while ``env_steps <
+the ``env_steps`` column of every log; ``train.csv`` also has ``agent_steps`` (in total),
+``episode_agent_steps`` (the episode's length) and ``env_steps_per_s``. Each agent step: act (uniform random while ``env_steps <
 seed_steps``, else a policy sample), step the environment, store the transition, then, once
 seeding is over, ``updates_per_step`` gradient updates.
 
@@ -68,6 +69,11 @@ from curl_moco.runtime import (
 log = logging.getLogger("curl_moco.rl")
 
 CHECKPOINT_KIND = "curl_sac"
+#: The step counter of every CSV row, and the older column names that runs logged before the
+#: columns said their units (a resumed old run's CSV files are rewritten under the new names).
+STEP_COLUMN = "env_steps"
+LEGACY_COLUMNS = {"step": STEP_COLUMN, "steps_per_s": "env_steps_per_s",
+                  "episode_length": "episode_agent_steps"}
 #: Streams of seeds derived from the run's seed (numpy SeedSequence spawn keys).
 _TRAIN_EPISODE, _EVAL_EPISODE, _EXPLORE, _REPLAY, _AGENT = range(5)
 
@@ -233,7 +239,9 @@ class Trainer:
 
         self.run_folder.prepare()  # every check passed: environments, checkpoint, encoder
         self.logger = self.run_folder.open_logger(self.resumed_from,
-                                                  tensorboard=cfg.tensorboard, sinks=self.sinks)
+                                                  tensorboard=cfg.tensorboard, sinks=self.sinks,
+                                                  step_column=STEP_COLUMN,
+                                                  renames=LEGACY_COLUMNS)
         self.logger.config(self.run_folder.config, self.resumed_from or 0)
         self.record.start(device=self.device,
                           precision="bf16" if self.agent.amp == "bf16" else "float32",
@@ -547,9 +555,9 @@ class Trainer:
         elapsed = max(time.time() - ep.start_time, 1e-9)
         row: dict[str, float] = {
             "episode": self.episode, "episode_reward": ep.episode_return,
-            "episode_length": ep.length, "updates": agent.num_updates,
-            "buffer_transitions": replay.num_transitions,
-            "steps_per_s": (self.env_steps - ep.start_env_steps) / elapsed,
+            "episode_agent_steps": ep.length, "agent_steps": self.agent_steps,
+            "updates": agent.num_updates, "buffer_transitions": replay.num_transitions,
+            "env_steps_per_s": (self.env_steps - ep.start_env_steps) / elapsed,
             "episode_s": elapsed}
         row.update({key: float(ep.sums[key]) / ep.counts[key] for key in sorted(ep.sums)})
         bad = nonfinite_values({key: row[key] for key in ep.sums})
