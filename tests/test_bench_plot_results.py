@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,8 @@ def test_variants_get_their_own_rows_and_curves(tmp_path):
     table = (out / "dmc_table.md").read_text()
     lines = [line for line in table.splitlines() if line.startswith("| cartpole-swingup")]
     # curl at 100k: 400, 440, 480 -> 440 +- 32.7; no_curl: 200, 220 -> 210 +- 10
-    assert any("| curl | 440 ± 33 (n=3) | 582 | -142 |" in line for line in lines)
+    assert any("| curl | 440 ± 33 (n=3)<br>IQM 440 [" in line and "| 582 | -142 |" in line
+               for line in lines)
     assert any("| no_curl | 210 ± 10 (n=2) | 582 | -372 |" in line for line in lines)
     assert "pixel SAC (no augmentation) 419" in table and "SAC+AE 311" in table
     assert (out / "plots" / "cartpole-swingup.png").read_bytes()[:4] == b"\x89PNG"
@@ -96,3 +99,96 @@ def test_unknown_columns_are_rejected(tmp_path):
     path.write_text("step,score\n0,1\n")
     with pytest.raises(ValueError, match="episode_reward"):
         plot_results.read_eval_csv(path)
+
+
+# ---------------------------------------------------------------- the trainer's run folders
+def write_trainer_run(root, name, task, seed, returns, step_column="env_steps", bom=False):
+    """A run folder as experiments.train_dmc writes it: runs/<name>/<task>/seed<N>/ with
+    config.json and eval.csv (evaluations every 50k environment steps)."""
+    folder = root / name / task / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"task": task, "name": name, "seed": seed}))
+    lines = [f"{step_column},episode_reward"] + [f"{50_000 * (i + 1)},{r}"
+                                                  for i, r in enumerate(returns)]
+    (folder / "eval.csv").write_text(("\ufeff" if bom else "") + "\n".join(lines) + "\n",
+                                     encoding="utf-8")
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # arch: RandomState to be replaced
+def test_run_folders_grouped_by_config_with_iqm_and_bootstrap_interval(tmp_path, capsys):
+    """RUNS in the trainer's layout: grouped by config.json's (task, name), not by the path;
+    4 seeds: IQM (mean of the middle two) with rliable's 95 % stratified-bootstrap interval
+    beside mean +- std; 2 seeds: mean +- std only."""
+    runs = tmp_path / "runs"
+    finals = [400.0, 440.0, 480.0, 600.0]
+    for seed, final in enumerate(finals, start=1):
+        write_trainer_run(runs, "curl", "cartpole-swingup", seed, [final / 2, final])
+    # a run folder moved elsewhere still belongs to its (task, name) group
+    moved = write_trainer_run(tmp_path / "elsewhere", "no_aug", "cartpole-swingup", 1,
+                              [100.0, 200.0])
+    write_trainer_run(runs, "no_aug", "cartpole-swingup", 2, [120.0, 220.0],
+                      step_column="step")  # an older run: "step" column
+    out = tmp_path / "out"
+    written = plot_results.main([str(runs), str(moved), "--out", str(out)])
+    assert str(out / "dmc_table.md") in written["tables"]
+    table = (out / "dmc_table.md").read_text()
+    rows = {line.split(" | ")[1]: line for line in table.splitlines()
+            if line.startswith("| cartpole-swingup")}
+    assert sorted(rows) == ["curl", "no_aug"]
+    assert "finger-spin" not in table  # only the tasks that were run
+    from rliable import library as rly
+    from rliable import metrics
+
+    _, ci = rly.get_interval_estimates(
+        {"x": np.array(finals)[:, None]}, lambda x: np.array([metrics.aggregate_iqm(x)]),
+        reps=plot_results.BOOTSTRAP_REPS,
+        random_state=np.random.RandomState(plot_results.BOOTSTRAP_SEED))
+    low, high = ci["x"][:, 0]
+    assert low < 460 < high and high <= 600 and low >= 400
+    expected = f"| curl | 480 ± 75 (n=4)<br>IQM 460 [{low:.0f}, {high:.0f}] | 582 | -102 |"
+    assert expected in rows["curl"]
+    assert "| no_aug | 210 ± 10 (n=2) | 582 | -372 |" in rows["no_aug"]
+    assert "IQM" not in rows["no_aug"]
+    assert plot_results.iqm_interval(finals) == pytest.approx((460.0, low, high))
+    png = out / "plots" / "cartpole-swingup.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_nothing_to_plot_is_an_error_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"
+    (empty / "curl" / "cartpole-swingup" / "seed1").mkdir(parents=True)
+    assert plot_results.cli([str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: nothing to plot under") and err.count("\n") == 1
+    assert [p for p in empty.rglob("*") if p.is_file()] == []
+    monkeypatch.chdir(tmp_path)  # no RUNS: ./runs, which does not exist
+    assert plot_results.cli([]) == 2
+    assert "RUNS='runs' does not exist" in capsys.readouterr().err
+    write_trainer_run(tmp_path / "runs", "curl", "cartpole-swingup", 1, [300.0])
+    assert plot_results.cli([]) == 0  # the trainer's default folder, not site-packages
+    assert (tmp_path / "runs" / "dmc_table.md").is_file()
+
+
+def test_bom_and_repeated_steps_in_csv(tmp_path):
+    """A UTF-8 byte-order mark is not part of the first column's name; a step repeated with
+    the same return counts once; repeated with different returns it is refused."""
+    folder = write_trainer_run(tmp_path, "curl", "cartpole-swingup", 1, [100.0, 200.0],
+                               bom=True)
+    steps, returns = plot_results.read_eval_csv(folder / "eval.csv")
+    assert steps.tolist() == [50_000, 100_000] and returns.tolist() == [100.0, 200.0]
+    path = folder / "eval.csv"
+    path.write_text("env_steps,episode_reward\n10000,100\n20000,200\n20000,200.0\n")
+    assert plot_results.read_eval_csv(path)[0].tolist() == [10_000, 20_000]
+    path.write_text("env_steps,episode_reward\n10000,100\n20000,200\n20000,250\n")
+    with pytest.raises(plot_results.UsageError, match=r"1 step\(s\) appear in several rows.*"
+                       r"env_steps 20000"):
+        plot_results.read_eval_csv(path)
+
+
+def test_two_folders_claiming_the_same_run_are_refused(tmp_path):
+    write_trainer_run(tmp_path / "a", "curl", "cartpole-swingup", 1, [100.0])
+    write_trainer_run(tmp_path / "b", "curl", "cartpole-swingup", 1, [150.0])
+    with pytest.raises(plot_results.UsageError, match="both run 'curl', task "
+                       "cartpole-swingup, seed 1"):
+        plot_results.load_runs([tmp_path])

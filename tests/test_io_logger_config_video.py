@@ -103,3 +103,25 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_pixel_encoder_flags_are_one_set_in_both_commands_old_names_kept():
+    """--pixel-layers / --pixel-filters / --image-size in train_dmc and pretrain_moco; the
+    older names (--num-layers, --num-filters, --load-size) still set the same fields."""
+    from curl_moco.io.config import build_parser
+    from curl_moco.pretrain.config import MocoConfig
+    from curl_moco.rl.config import CurlSacConfig
+
+    for argv in (["--pixel-layers", "2", "--pixel-filters", "8", "--image-size", "40"],
+                 ["--num-layers", "2", "--num-filters", "8", "--image-size", "40"]):
+        cfg = parse_config(CurlSacConfig, argv)
+        assert (cfg.num_layers, cfg.num_filters, cfg.image_size) == (2, 8, 40)
+    for argv in (["--pixel-layers", "2", "--pixel-filters", "8", "--image-size", "40"],
+                 ["--pixel-layers", "2", "--pixel-filters", "8", "--load-size", "40"]):
+        cfg = parse_config(MocoConfig, argv)
+        assert (cfg.pixel_layers, cfg.pixel_filters, cfg.load_size) == (2, 8, 40)
+    for cls in (CurlSacConfig, MocoConfig):
+        text = build_parser(cls).format_help()
+        assert "--pixel-layers" in text and "--pixel-filters" in text and "--image-size" in text
+    assert "--num-layers" in build_parser(CurlSacConfig).format_help()  # listed as aliases
+    assert "--load-size" in build_parser(MocoConfig).format_help()

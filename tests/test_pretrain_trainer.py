@@ -44,7 +44,7 @@ def test_tiny_run_logs_monitors_counts_and_exports(digits, tmp_path):
     result = train(_cfg(digits, tmp_path / "run", epochs=2))
     run = tmp_path / "run"
     epochs = read_csv(run / "epoch.csv")
-    assert [int(r["optimizer_steps"]) for r in epochs] == [5, 10]  # 81 training items // 16 = 5 steps
+    assert [int(r["optimizer_steps"]) for r in epochs] == [5, 10]  # 81 items // 16 = 5 steps
     assert [int(r["skipped_images"]) for r in epochs] == [1, 1]  # the corrupt file, each epoch
     assert int(epochs[-1]["skipped_images_total"]) == 2
     assert 0.3 < float(epochs[-1]["knn_accuracy"]) <= 1.0  # 10 classes: chance is 0.1

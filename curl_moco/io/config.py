@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 
 def knob(default: Any, help: str, **kwargs: Any) -> Any:  # noqa: A002 - mirrors argparse
-    """A dataclass field with its command-line help text."""
+    """A dataclass field with its command-line help text. ``flag="name"`` gives the flag a
+    name other than the field's (``--name``); ``aliases=("old-name", ...)`` keeps older flag
+    names working (the config field, and so ``config.json``, keeps the field's name)."""
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default),
                                  metadata={"help": help, **kwargs})
@@ -55,7 +57,8 @@ def build_parser(cls: type, presets: dict[str, dict[str, Any]] | None = None,
     defaults = cls()
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
-        flag = "--" + field.name.replace("_", "-")
+        flag = "--" + field.metadata.get("flag", field.name.replace("_", "-"))
+        aliases = ["--" + alias for alias in field.metadata.get("aliases", ())]
         base, optional = _unwrap_optional(hints[field.name])
         default = getattr(defaults, field.name)
         # argparse %-formats help texts: a literal "%" (e.g. "60 %") must be doubled
@@ -64,12 +67,13 @@ def build_parser(cls: type, presets: dict[str, dict[str, Any]] | None = None,
         if "choices" in field.metadata:
             kwargs["choices"] = field.metadata["choices"]
         if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            parser.add_argument(flag, *aliases, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(base) in (list, tuple):
             (item,) = set(typing.get_args(base)) - {Ellipsis}
-            parser.add_argument(flag, nargs="*", type=item, **kwargs)
+            parser.add_argument(flag, *aliases, nargs="*", type=item, **kwargs)
         else:
-            parser.add_argument(flag, type=_none_or(base) if optional else base, **kwargs)
+            parser.add_argument(flag, *aliases, type=_none_or(base) if optional else base,
+                                **kwargs)
     return parser
 
 

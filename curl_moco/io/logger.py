@@ -8,13 +8,13 @@ The trainers log through :class:`Logger` and never name a sink: a library user a
 dashboard, a database) by passing it to ``train(cfg, sinks=[...])``.
 
 Every row carries the step counter under a name that states its unit
-(:attr:`Logger.step_column`: ``env_steps`` for CURL-SAC, ``optimizer_steps`` for pretraining). CSV rows are flushed when written,
-so a killed run keeps all rows up to the moment it died. When a run resumes from a checkpoint
-taken at step S, rows logged after S are dropped from the CSV files (and purged from
-TensorBoard): they are logged again by the resumed run, exactly once. A CSV written under older
-column names (``renames``: old name -> new name, e.g. ``step`` -> ``env_steps``) is rewritten
-under the new names before the first new row, values kept, so a resumed old run stays one table.
-"""
+(:attr:`Logger.step_column`: ``env_steps`` for CURL-SAC, ``optimizer_steps`` for pretraining).
+CSV rows are flushed when written, so a killed run keeps all rows up to the moment it died. When
+a run resumes from a checkpoint taken at step S, rows logged after S are dropped from the CSV
+files (and purged from TensorBoard): they are logged again by the resumed run, exactly once. A
+CSV written under older column names (``renames``: old name -> new name, e.g. ``step`` ->
+``env_steps``) is rewritten under the new names before the first new row, values kept, so a
+resumed old run stays one table. """
 
 from __future__ import annotations
 

@@ -51,7 +51,8 @@ class MocoConfig:
     val_data: str = knob("", "labelled held-out folder for the kNN monitor; empty = hold out "
                              "val_fraction of data (whole episodes for DMC frames)")
     val_fraction: float = knob(0.1, "fraction of data held out when val_data is empty")
-    load_size: int = knob(256, "side of the decoded square image (CPU workers), pixels")
+    load_size: int = knob(256, "side of the decoded square image (CPU workers), pixels",
+                          flag="image-size", aliases=("load-size",))
     crop_size: int = knob(224, "side of the augmented views fed to the network, pixels")
     frame_stack: int = knob(1, "consecutive frames stacked on channels (needs frames.npz)")
     augment: str = knob("v2", "view augmentation recipe (v3: BYOL's asymmetric pair of views)",
@@ -140,7 +141,8 @@ class LinearEvalConfig:
                      ("",) + BACKBONES)
     small_input: bool = knob(False, "with --arch: ResNet small-input variant")
     frame_stack: int = knob(1, "with --arch: frames per item")
-    load_size: int = knob(84, "with --arch: decoded image side")
+    load_size: int = knob(84, "with --arch: decoded image side", flag="image-size",
+                          aliases=("load-size",))
     crop_size: int = knob(84, "with --arch: network input side")
     feature_dim: int = knob(50, "with --arch pixel: output features")
     patch_size: int = knob(16, "with --arch vit_*: patch side")

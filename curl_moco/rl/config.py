@@ -87,8 +87,10 @@ class CurlSacConfig:
     target_update_freq: int = knob(2, "target networks EMA every N updates")
     hidden_dim: int = knob(1024, "width of actor and critic MLPs")
     feature_dim: int = knob(50, "encoder output size")
-    num_layers: int = knob(4, "encoder conv layers")
-    num_filters: int = knob(32, "encoder conv channels")
+    num_layers: int = knob(4, "pixel encoder: conv layers", flag="pixel-layers",
+                           aliases=("num-layers",))
+    num_filters: int = knob(32, "pixel encoder: filters per conv layer", flag="pixel-filters",
+                            aliases=("num-filters",))
     actor_log_std_min: float = knob(-10.0, "lower bound of the policy log std")
     actor_log_std_max: float = knob(2.0, "upper bound of the policy log std")
     # ---- CURL auxiliary loss

@@ -2,9 +2,9 @@
 
 Step counting: ``env_steps`` counts **environment steps** (agent steps x action repeat) and is
 the ``env_steps`` column of every log; ``train.csv`` also has ``agent_steps`` (in total),
-``episode_agent_steps`` (the episode's length) and ``env_steps_per_s``. Each agent step: act (uniform random while ``env_steps <
-seed_steps``, else a policy sample), step the environment, store the transition, then, once
-seeding is over, ``updates_per_step`` gradient updates.
+``episode_agent_steps`` (the episode's length) and ``env_steps_per_s``. Each agent step: act
+(uniform random while ``env_steps < seed_steps``, else a policy sample), step the environment,
+store the transition, then, once seeding is over, ``updates_per_step`` gradient updates.
 
 Periodic work happens at episode ends: a train row per episode, an evaluation when
 ``eval_every`` environment steps have passed, a checkpoint when ``checkpoint_every`` have passed.
