@@ -32,6 +32,8 @@ from curl_moco.pretrain.export import (
     export_backbone,
     export_config,
     export_torchvision,
+    torchvision_differences,
+    torchvision_file_name,
 )
 from curl_moco.pretrain.trainer import CHECKPOINT_KIND
 
@@ -56,6 +58,14 @@ def main(argv: list[str] | None = None) -> str:
     if args.format == "torchvision" and not hasattr(backbone, "torchvision_state_dict"):
         raise UsageError(f"format='torchvision' needs a ResNet or ViT; {args.checkpoint} holds a "
                          f"{cfg.get('arch')!r} encoder: use --format encoder")
+    differences = torchvision_differences(arch)
+    if args.format == "torchvision" and differences:
+        raise UsageError(
+            f"format='torchvision': {args.checkpoint} was pretrained with "
+            f"{' and '.join(differences)}, so its weights do not load into the stock "
+            f"torchvision {cfg.get('arch')}; use --format encoder (build_backbone in "
+            "curl_moco.pretrain.export rebuilds the same model), or load the run folder's "
+            f"{torchvision_file_name(arch)} after replacing conv1 (and maxpool) the same way")
     prefix = "encoder_q.backbone."
     try:
         backbone.load_state_dict({k[len(prefix):]: v for k, v in loaded["payload"]["model"].items()

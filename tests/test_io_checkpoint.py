@@ -130,13 +130,13 @@ def test_encoder_export_round_trip_and_mismatch(tmp_path):
     save_encoder_state(tmp_path / "enc.pt", source, arch)
     load_encoder_into(target, tmp_path / "enc.pt", {"arch": "pixel", "in_channels": 9})
     assert torch.equal(source.weight, target.weight)
-    with pytest.raises(CheckpointError, match="in_channels=9, this model needs in_channels=3"):
+    with pytest.raises(CheckpointError, match="in_channels=9; this model needs in_channels=3"):
         load_encoder_into(target, tmp_path / "enc.pt", {"in_channels": 3})
     with pytest.raises(CheckpointError, match="do not fit"):
         load_encoder_into(nn.Linear(5, 3), tmp_path / "enc.pt", {"arch": "pixel"})
 
 
-# ---------------------------------------------------------------- faults (issue 13)
+# ---------------------------------------------------------------- faults
 def test_flipped_header_bit_is_corruption_not_a_mismatch(tmp_path):
     path = save_checkpoint(tmp_path / "c.pt", _payload(), kind="curl_sac", config=CONFIG)
     data = path.read_bytes()

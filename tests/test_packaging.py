@@ -22,8 +22,9 @@ def _pins() -> dict[str, Requirement]:
 
 def test_pyproject_dependencies_match_requirements_txt() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
     declared = [Requirement(d) for d in project["dependencies"]
-                + project["optional-dependencies"]["dev"]]
+                + [d for names in extras.values() for d in names]]
     pins = _pins()
     assert {r.name.lower() for r in declared} == set(pins)
     for req in declared:

@@ -111,7 +111,7 @@ def test_pixel_export_round_trip_for_the_agent(tmp_path):
                       {"arch": "pixel", "in_channels": 9, "image_size": 84, "feature_dim": 50})
     x = torch.randint(0, 256, (2, 9, 84, 84), dtype=torch.uint8)
     assert torch.equal(target(x), source(x))
-    with pytest.raises(CheckpointError, match="in_channels=9, this model needs in_channels=3"):
+    with pytest.raises(CheckpointError, match="in_channels=9; this model needs in_channels=3"):
         load_encoder_into(PixelEncoder(3, 84, 50), tmp_path / "enc.pt", {"in_channels": 3})
     with pytest.raises(ValueError, match="not a torchvision ResNet"):
         export_torchvision(source, tmp_path / "x.pth")

@@ -111,6 +111,11 @@ def info_nce(
     divided by ``temperature``. Negatives: the other keys of the batch when ``in_batch``, plus
     ``negatives (K, D)`` (e.g. :meth:`KeyQueue.negatives`) when given. The loss is the mean cross
     entropy of the positive column. Gradients flow into ``key`` unless the caller detaches it.
+
+    Defaults: ``similarity="cosine"`` because a function owns no parameters (bilinear needs the
+    caller's ``weight``), and ``temperature=1.0`` so that no scaling is hidden: MoCo passes its
+    T (0.07 for v1, 0.2 for v2/v3) explicitly. :class:`InfoNCE`, which owns ``W``, defaults to
+    CURL's bilinear form instead.
     """
     logits, labels = info_nce_logits(
         query,
@@ -128,7 +133,11 @@ def info_nce(
 class InfoNCE(nn.Module):
     """:func:`info_nce` as a module; owns CURL's learned ``W (dim, dim)`` when bilinear.
 
-    ``W`` is initialised with ``torch.rand`` (uniform [0, 1)), as in CURL.
+    ``W`` is initialised with ``torch.rand`` (uniform [0, 1)), as in CURL. Defaults to CURL's
+    loss (``similarity="bilinear"``, ``temperature=1.0``, in-batch negatives), the reason to
+    use the module rather than :func:`info_nce`, whose default is ``"cosine"`` because a
+    function has no ``W`` of its own; pass ``similarity="cosine"`` and MoCo's temperature for
+    MoCo's loss.
     """
 
     def __init__(

@@ -38,18 +38,21 @@ def load_encoder_state(path: str | os.PathLike,
                        expected: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The exported state dict, after checking every key of ``expected`` against the file's config.
 
-    Raises :class:`CheckpointError` naming the first mismatch, e.g.
-    ``encoder was pretrained with in_channels=3, the agent needs in_channels=9``.
+    Raises :class:`CheckpointError` listing every mismatch at once, e.g. ``encoder was
+    pretrained with in_channels=3, num_layers=2; this model needs in_channels=9 (pretraining
+    flag --frame-stack ...), num_layers=4 (pretraining flag --pixel-layers)``.
     """
     loaded = load_checkpoint(path, kind=ENCODER_KIND)
     saved = loaded["config"]
-    for key, want in expected.items():
-        have = saved.get(key)
-        if have != want:
-            flag = f" (pretraining flag {PRETRAIN_FLAGS[key]})" if key in PRETRAIN_FLAGS else ""
-            raise CheckpointError(
-                f"{path}: encoder was pretrained with {key}={have!r}, "
-                f"this model needs {key}={want!r}{flag}")
+    mismatched = [key for key, want in expected.items() if saved.get(key) != want]
+    if mismatched:
+        have = ", ".join(f"{key}={saved.get(key)!r}" for key in mismatched)
+        need = ", ".join(
+            f"{key}={expected[key]!r}"
+            + (f" (pretraining flag {PRETRAIN_FLAGS[key]})" if key in PRETRAIN_FLAGS else "")
+            for key in mismatched)
+        raise CheckpointError(f"{path}: encoder was pretrained with {have}; this model needs "
+                              f"{need}")
     return loaded["payload"]["state_dict"]
 
 

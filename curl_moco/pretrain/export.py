@@ -5,7 +5,10 @@ Two export formats:
 - ResNets: a plain torchvision ``state_dict`` file (``torch.save`` of a dict of tensors) that loads
   with ``strict=True`` into ``torchvision.models.resnet18()`` / ``resnet50()`` whose ``fc`` is
   ``nn.Identity()`` (or deleted keys: the file has no ``fc.*``). ``small_input`` / frame-stack
-  variants load after replacing ``conv1`` (and ``maxpool``) the same way.
+  variants do not load into the stock model: they load after replacing ``conv1`` (and
+  ``maxpool``) the same way, and their file name says so (:func:`torchvision_file_name`,
+  e.g. ``backbone_torchvision_small_input.pt``); ``export_encoder --format torchvision``
+  refuses them (:func:`torchvision_differences`).
 - ViTs: the same kind of file for ``torchvision.models.VisionTransformer(image_size, patch_size,
   12, 12, 384, 1536)`` (ViT-S/16; ViT-B/16: ``torchvision.models.vit_b_16()``) whose ``heads``
   is ``nn.Identity()`` (the file has no ``heads.*``).
@@ -74,6 +77,28 @@ def build_backbone(arch: dict[str, Any]) -> nn.Module:
 def export_backbone(backbone: nn.Module, arch: dict[str, Any], path: str | os.PathLike) -> Path:
     """Exchange-format export (:func:`save_encoder_state`) of ``backbone`` with its ``arch``."""
     return save_encoder_state(path, backbone, arch)
+
+
+def torchvision_differences(arch: dict[str, Any]) -> list[str]:
+    """How a ResNet/ViT :func:`arch_config` differs from the stock torchvision model its
+    torchvision export is meant for (empty: it loads into ``resnet18()`` etc. as it is)."""
+    out = []
+    if arch.get("small_input"):
+        out.append("small_input (3x3 stride-1 conv1, no max-pool)")
+    if arch.get("in_channels", 3) != 3:
+        out.append(f"in_channels={arch['in_channels']} (frame stack; torchvision expects 3)")
+    return out
+
+
+def torchvision_file_name(arch: dict[str, Any], stem: str = "backbone_torchvision") -> str:
+    """``backbone_torchvision.pt`` for a stock model, else a name that says what differs:
+    ``backbone_torchvision_small_input_9ch.pt`` (small input, 9 input channels)."""
+    parts = [stem]
+    if arch.get("small_input"):
+        parts.append("small_input")
+    if arch.get("in_channels", 3) != 3:
+        parts.append(f"{arch['in_channels']}ch")
+    return "_".join(parts) + ".pt"
 
 
 def export_torchvision(backbone: nn.Module, path: str | os.PathLike) -> Path:

@@ -63,6 +63,7 @@ from curl_moco.pretrain.export import (
     export_backbone,
     export_config,
     export_torchvision,
+    torchvision_file_name,
 )
 from curl_moco.pretrain.moco import MoCo
 from curl_moco.pretrain.optim import build_optimizer, learning_rate, momentum_at
@@ -344,7 +345,8 @@ class Trainer:
                 broadcast_buffers=False)
         record = RunRecord(self.run_dir)
         if ctx.is_main:
-            self.run_folder.prepare(outputs=("encoder.pt", "backbone_torchvision.pt"))
+            self.run_folder.prepare(outputs=(
+                "encoder.pt", torchvision_file_name(export_config(self.config_dict))))
             record.start(
                 device=self.device, precision="bf16" if self.amp == "bf16" else "float32",
                 precision_reason=self.amp_reason, compile_mode="off", prog=self.entry_point,
@@ -467,12 +469,14 @@ class Trainer:
 
     # ------------------------------------------------------------ export
     def export(self) -> None:
-        """``encoder.pt`` (exchange format) and, for ResNets, ``backbone_torchvision.pt``."""
+        """``encoder.pt`` (exchange format) and, for ResNets and ViTs, the torchvision state
+        dict ``backbone_torchvision.pt`` (``backbone_torchvision_small_input.pt`` etc. when it
+        does not load into the stock torchvision model: :func:`torchvision_file_name`)."""
         arch = export_config(self.config_dict)
         backbone = self.model.backbone
         export_backbone(backbone, arch, self.run_dir / "encoder.pt")
         if self.cfg.arch != "pixel":
-            export_torchvision(backbone, self.run_dir / "backbone_torchvision.pt")
+            export_torchvision(backbone, self.run_dir / torchvision_file_name(arch))
 
 
 def train(cfg: MocoConfig, sinks: Sequence[MetricSink] = (), *,
