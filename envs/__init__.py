@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "parse_task": "curl_moco.envs.tasks",
     "task_facts": "curl_moco.envs.tasks",
     "make_env": "curl_moco.envs.registry",
+    "gym_id": "curl_moco.envs.gymnasium_ids",
+    "register_envs": "curl_moco.envs.gymnasium_ids",
     "FrameStack": "curl_moco.envs.wrappers",
     "select_gl_backend": "curl_moco.envs.gl",
     "DMCPixelEnv": "curl_moco.envs.dmc",  # the only module that imports dm_control
