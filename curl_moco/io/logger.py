@@ -73,6 +73,14 @@ class Logger:
         for sink in self.sinks:
             sink.write(group, int(step), row)
 
+    def log_video(self, group: str, step: int, path: str | os.PathLike) -> None:
+        """Hand a written video file to the sinks that take videos (``write_video(group, step,
+        path)``, e.g. :class:`~curl_moco.io.wandb_sink.WandbSink`); the others ignore it."""
+        for sink in self.sinks:
+            write_video = getattr(sink, "write_video", None)
+            if write_video is not None:
+                write_video(group, int(step), path)
+
     def flush(self) -> None:
         for sink in self.sinks:
             sink.flush()

@@ -24,6 +24,7 @@ from curl_moco.io.checks import (
 )
 from curl_moco.io.config import knob
 from curl_moco.io.errors import UsageError, usage_errors
+from curl_moco.io.wandb_sink import check_wandb
 from curl_moco.pretrain.transforms import AUGMENT_RECIPES
 from curl_moco.runtime import AMP_MODES
 
@@ -37,8 +38,8 @@ PROTOCOLS: tuple[str, ...] = ("features", "linear", "all")
 RESUMABLE_CHANGES = frozenset({
     "data", "val_data", "num_workers", "name", "device", "amp", "channels_last",
     "augment_backend", "run_dir", "resume", "checkpoint_every_steps", "log_every_steps",
-    "knn_every_epochs", "knn_k", "knn_temperature", "knn_bank_size", "tensorboard", "progress",
-    "export",
+    "knn_every_epochs", "knn_k", "knn_temperature", "knn_bank_size", "tensorboard", "wandb",
+    "progress", "export",
 })
 
 
@@ -121,6 +122,9 @@ class MocoConfig:
     knn_temperature: float = knob(0.07, "temperature of the kNN vote weights exp(sim / T)")
     knn_bank_size: int = knob(10000, "most training images in the kNN memory bank")
     tensorboard: bool = knob(True, "write TensorBoard scalars")
+    wandb: str | None = knob(None, "Weights & Biases project: metrics and the resolved config go "
+                             "there too (pip install 'curl_moco[wandb]'; WANDB_MODE=offline "
+                             "without a network)")
     progress: bool = knob(True, "tqdm progress bar")
     export: bool = knob(True, "export the query backbone to run_dir/encoder.pt at the end")
 
@@ -243,5 +247,6 @@ def validate(cfg: MocoConfig, world_size: int = 1, *, for_training: bool = True)
     check_choices(cfg)
     check_folder_name("name", cfg.name)
     if for_training:
+        check_wandb(cfg.wandb)
         check_output_dir("run_dir", default_run_dir(cfg))
     return cfg

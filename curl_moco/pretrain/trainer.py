@@ -356,8 +356,15 @@ class Trainer:
                     "val_items": len(self.val_idx), "classes": self.dataset.classes,
                     "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps})
             # A fresh run clears rows left by an earlier attempt that never checkpointed.
+            sinks = list(self.sinks)
+            if cfg.wandb is not None:
+                from curl_moco.io.wandb_sink import WandbSink
+
+                sinks.append(WandbSink(cfg.wandb, self.run_dir, self.config_dict,
+                                       name=f"{cfg.name}/{cfg.arch}/seed{cfg.seed}",
+                                       step_column=STEP_COLUMN))
             logger = self.run_folder.open_logger(self.step if self.resumed else None,
-                                          tensorboard=cfg.tensorboard, sinks=self.sinks,
+                                          tensorboard=cfg.tensorboard, sinks=sinks,
                                           step_column=STEP_COLUMN, renames=LEGACY_COLUMNS)
             logger.config(self.config_dict, self.step)
             log.info("%s", self.header())

@@ -36,6 +36,7 @@ from curl_moco.io.checks import (
 )
 from curl_moco.io.config import knob
 from curl_moco.io.errors import UsageError, usage_errors
+from curl_moco.io.wandb_sink import check_wandb
 from curl_moco.runtime import AMP_MODES, COMPILE_MODES
 
 #: CURL's script collects ``init_steps=1000`` *agent* steps of uniform random actions.
@@ -44,7 +45,8 @@ CURL_SEED_AGENT_STEPS = 1000
 #: Fields that may change when a run is resumed (the rest must equal the checkpoint's).
 RESUMABLE_CHANGES = frozenset({
     "steps", "device", "run_dir", "progress", "checkpoint_every", "save_replay", "eval_every",
-    "eval_episodes", "video", "video_size", "video_fps", "tensorboard", "resume", "init_encoder",
+    "eval_episodes", "video", "video_size", "video_fps", "tensorboard", "wandb",
+    "resume", "init_encoder",
     "stop_after", "tb_video", "threads", "channels_last", "fused_adam", "compile_mode", "amp",
 })
 
@@ -138,6 +140,9 @@ class CurlSacConfig:
     device: str = knob("auto", "auto | cpu | cuda | cuda:N")
     threads: int | None = knob(None, "CPU threads used by torch; None = torch's default")
     tensorboard: bool = knob(True, "write TensorBoard scalars")
+    wandb: str | None = knob(None, "Weights & Biases project: metrics, the resolved config and "
+                             "evaluation videos go there too (pip install 'curl_moco[wandb]'; "
+                             "WANDB_MODE=offline without a network)")
     progress: bool = knob(True, "show a progress bar")
     stop_after: int | None = knob(None, "stop (as if killed) after the first checkpoint at or "
                                   "beyond N environment steps; for testing resume")
@@ -334,6 +339,7 @@ def validate(cfg: CurlSacConfig, *, for_training: bool = True) -> CurlSacConfig:
             KeyQueue.check_batch(cfg.queue_size, cfg.batch_size)
     if not for_training:
         return cfg
+    check_wandb(cfg.wandb)  # a trained run's config loads without wandb installed
     check_replay_memory(cfg)
     if cfg.init_encoder is not None and not Path(cfg.init_encoder).is_file():
         raise UsageError(f"init_encoder={cfg.init_encoder!r}: no such file")

@@ -238,8 +238,15 @@ class Trainer:
             log.info("encoder initialised from %s", cfg.init_encoder)
 
         self.run_folder.prepare()  # every check passed: environments, checkpoint, encoder
+        sinks = list(self.sinks)
+        if cfg.wandb is not None:
+            from curl_moco.io.wandb_sink import WandbSink
+
+            sinks.append(WandbSink(cfg.wandb, self.run_dir, self.run_folder.config,
+                                   name=f"{cfg.name}/{cfg.task}/seed{cfg.seed}",
+                                   group=f"{cfg.name}/{cfg.task}", step_column=STEP_COLUMN))
         self.logger = self.run_folder.open_logger(self.resumed_from,
-                                                  tensorboard=cfg.tensorboard, sinks=self.sinks,
+                                                  tensorboard=cfg.tensorboard, sinks=sinks,
                                                   step_column=STEP_COLUMN,
                                                   renames=LEGACY_COLUMNS)
         self.logger.config(self.run_folder.config, self.resumed_from or 0)
@@ -415,6 +422,8 @@ class Trainer:
             "episode_reward": result.mean, "episode_reward_std": result.std,
             "episode_reward_min": float(np.min(returns)),
             "episode_reward_max": float(np.max(returns)), "episodes": len(returns)})
+        if video is not None:
+            self.logger.log_video("eval", self.env_steps, video)
         self.last_eval = result
         log.info("eval at %d steps: return %.1f +- %.1f over %d episodes", self.env_steps,
                  result.mean, result.std, len(returns))
