@@ -7,6 +7,63 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 2; }  # a problem of this machine you can fix
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/setup.sh [--cpu] [--dry-run]
+
+Creates .venv with the pinned requirements.txt and the package (editable), and checks headless
+rendering. By default torch is the pinned build from the package index: on Linux a CUDA build
+(about 6.5 GB with its NVIDIA libraries; it also runs on CPUs). This is what CI tests.
+
+  --cpu      install the CPU-only build of the same torch/torchvision versions from PyTorch's
+             CPU index ($TORCH_CPU_INDEX), without the NVIDIA libraries and triton (about
+             4 GB less); then the rest of requirements.txt. For a new .venv: an existing
+             .venv with the CUDA build is refused (remove .venv first).
+  --dry-run  print the choices and the pip commands, change nothing
+  -h, --help this text
+USAGE
+}
+
+TORCH_VARIANT=default
+DRY_RUN=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cpu) TORCH_VARIANT=cpu ;;
+    --dry-run) DRY_RUN=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) fail "unknown option '$1': use --cpu, --dry-run or --help" ;;
+  esac
+  shift
+done
+TORCH_CPU_INDEX="${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+pinned() {  # the exact version of package $1 in requirements.txt
+  sed -n "s/^$1==\([^ ;#]*\).*/\1/p" requirements.txt | head -n 1
+}
+TORCH_PIN="$(pinned torch)"
+TORCHVISION_PIN="$(pinned torchvision)"
+[ -n "$TORCH_PIN" ] && [ -n "$TORCHVISION_PIN" ] \
+  || fail "requirements.txt must pin torch==X and torchvision==Y"
+
+pip_commands() {  # the installs, one command per line
+  echo ".venv/bin/python -m pip install -q --upgrade pip"
+  if [ "$TORCH_VARIANT" = cpu ]; then
+    echo ".venv/bin/python -m pip install -q torch==$TORCH_PIN torchvision==$TORCHVISION_PIN --index-url $TORCH_CPU_INDEX"
+  fi
+  echo ".venv/bin/python -m pip install -q -r requirements.txt"
+  echo ".venv/bin/python -m pip install -q --no-deps -e ."
+}
+
+if [ ! -e /proc/driver/nvidia/version ] && ! command -v nvidia-smi >/dev/null 2>&1 \
+    && [ "$TORCH_VARIANT" = default ]; then
+  say "no NVIDIA driver found: the default torch build carries ~4 GB of GPU libraries that this machine cannot use; scripts/setup.sh --cpu installs the CPU-only build instead"
+fi
+if [ "$DRY_RUN" = 1 ]; then
+  say "torch: $([ "$TORCH_VARIANT" = cpu ] && echo "CPU-only build $TORCH_PIN from $TORCH_CPU_INDEX" || echo "pinned build $TORCH_PIN from the package index (CI's)")"
+  say "would run:"
+  pip_commands
+  exit 0
+fi
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
   say "need root to run: $*"; return 1; fi; }
 apt_install() {
@@ -35,15 +92,20 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
-stamp_now="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$TORCH_VARIANT" = cpu ] && [ -d .venv/lib ] \
+    && ls -d .venv/lib/python3*/site-packages/nvidia >/dev/null 2>&1; then
+  fail ".venv holds the CUDA build of torch (its NVIDIA libraries): remove it (rm -rf .venv) and run scripts/setup.sh --cpu again"
+fi
+stamp_now="$( (cat requirements.txt pyproject.toml; echo "$TORCH_VARIANT") | sha256sum | cut -d' ' -f1)"
 if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$stamp_now" ]; then
   say "installing Python packages (first time: a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt
   # setuptools prints a boxed "Editable installation ... folders with the same name as your
   # package" notice for every editable install (curl_moco/ is that folder, on purpose): silence
   # exactly that warning; any other warning still shows.
-  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q --no-deps -e .
+  while read -r command; do
+    # shellcheck disable=SC2086  # one command per line, words split on purpose
+    PYTHONWARNINGS="ignore:Editable installation" $command
+  done < <(pip_commands)
   echo "$stamp_now" > .venv/.setup-stamp
 fi
 
