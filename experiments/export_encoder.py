@@ -9,7 +9,8 @@
 ``--format torchvision`` (ResNets and ViTs): a plain state dict for
 ``torchvision.models.resnet18()`` with ``fc = nn.Identity()``, or for
 ``torchvision.models.VisionTransformer(224, 16, 12, 12, 384, 1536)`` (ViT-S/16; ViT-B/16:
-``vit_b_16()``) with ``heads = nn.Identity()``, ``load_state_dict(strict=True)``.
+``vit_b_16()``) with ``heads = nn.Identity()``, ``load_state_dict(strict=True)``; a ResNet
+pretrained with ``--small-input`` or a frame stack does not fit those models and is refused.
 A missing, damaged or foreign checkpoint or an unwritable ``--out`` prints ``error: ...`` and
 exits 2.
 """

@@ -6,7 +6,8 @@ Every field of :class:`curl_moco.pretrain.config.MocoConfig` is a flag (``--help
 presets (``--preset mocov1|mocov2|mocov3|mocov3_vit``) come from ``experiments/configs/moco.py``
 and explicit flags override them. Outputs in ``--run-dir``: config.json, run.json, train.csv,
 epoch.csv, tb/, checkpoint.pt (resumed automatically), encoder.pt (+ backbone_torchvision.pt for
-ResNets and ViTs).
+ResNets and ViTs; backbone_torchvision_small_input.pt etc. when it does not fit the stock
+torchvision model). ``--wandb PROJECT`` also logs to Weights & Biases.
 A setting the user can fix prints ``error: ...`` and exits 2. Ctrl-C (SIGTERM, SIGHUP) stops every
 rank after the same step, writes a checkpoint, prints the resume command and exits 130 (143, 129).
 """
