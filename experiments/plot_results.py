@@ -146,12 +146,23 @@ def read_eval_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_train_seconds(path: Path) -> float | None:
     """Sum of the ``episode_s`` column (seconds per training episode) of a ``train.csv``; None
     when the file or the column is absent. Resumed runs keep their earlier rows, so the sum
-    covers every session of a run."""
+    covers every session of a run. A row repeated whole counts once; a step with two different
+    rows is refused (as in :func:`read_eval_csv`)."""
     if not path.is_file():
         return None
     rows = _read_rows(path)
     if not rows or TIME_COLUMN not in rows[0]:
         return None
+    step_column = next((c for c in STEP_COLUMNS if c in rows[0]), None)
+    if step_column is not None:
+        by_step: dict[str, dict[str, str]] = {}
+        for row in rows:
+            seen = by_step.setdefault(row[step_column], row)
+            if seen != row:
+                raise UsageError(f"{path}: {step_column} {row[step_column]} appears in several "
+                                 "rows with different values; keep one row per step (the rows "
+                                 "of the run that continued) and plot again")
+        rows = list(by_step.values())
     try:
         return sum(float(r[TIME_COLUMN]) for r in rows if r[TIME_COLUMN])
     except ValueError as error:

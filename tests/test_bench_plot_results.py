@@ -192,3 +192,12 @@ def test_two_folders_claiming_the_same_run_are_refused(tmp_path):
     with pytest.raises(plot_results.UsageError, match="both run 'curl', task "
                        "cartpole-swingup, seed 1"):
         plot_results.load_runs([tmp_path])
+
+
+def test_repeated_rows_in_train_csv_count_once_or_are_refused(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("env_steps,episode_s\n1000,30\n2000,40\n2000,40\n")
+    assert plot_results.read_train_seconds(path) == 70.0
+    path.write_text("\ufeffstep,episode_s\n1000,30\n2000,40\n2000,45\n", encoding="utf-8")
+    with pytest.raises(plot_results.UsageError, match="step 2000 appears in several rows"):
+        plot_results.read_train_seconds(path)
