@@ -69,3 +69,22 @@ def test_export_command_refuses_a_small_input_torchvision_export(tmp_path, capsy
     assert err.startswith("error: format='torchvision': ") and err.count("\n") == 1
     assert "small_input" in err and "--format encoder" in err
     assert not out.exists()
+
+
+def test_gpu_check_reads_the_unit_named_columns(tmp_path):
+    """The GPU check's figures come from the trainers' CSV files under their current names."""
+    from curl_moco.experiments.bench.gpu_check import cartpole_figures, moco_figures
+
+    run = tmp_path / "cartpole"
+    run.mkdir()
+    (run / "train.csv").write_text("env_steps,episode,updates,episode_s,env_steps_per_s\n"
+                                   "1000,1,0,4,250\n2000,2,125,5,200\n3000,3,250,2,500\n")
+    (run / "eval.csv").write_text("env_steps,episode_reward,episode_reward_std,episodes\n"
+                                  "3000,212.5,3.0,10\n")
+    figures = cartpole_figures(run)
+    assert figures["env_steps"] == 3000 and figures["env_steps_per_s"] == round(3000 / 11, 2)
+    assert figures["last_eval"]["step"] == 3000.0
+    moco = tmp_path / "moco"
+    moco.mkdir()
+    (moco / "train.csv").write_text("optimizer_steps,epoch,loss,images_per_s\n2,0.1,5.0,100\n")
+    assert moco_figures(moco)["steps"] == 2

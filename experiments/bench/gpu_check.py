@@ -244,9 +244,15 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _step(row: dict[str, str], column: str) -> str | None:
+    """The row's step counter: ``column`` (``env_steps`` / ``optimizer_steps``), or ``step`` in
+    runs logged before the columns named their units."""
+    return row.get(column) or row.get("step") or None
+
+
 def cartpole_figures(run_dir: Path) -> dict[str, Any]:
     """Environment steps per second from a run's ``train.csv`` (one row per training episode:
-    ``step`` at its end, ``episode_s``, ``updates``; evaluations are not in ``episode_s``):
+    ``env_steps`` at its end, ``episode_s``, ``updates``; evaluations are not in ``episode_s``):
     overall, while seeding (no updates yet), and while training after the first updating
     episode (which includes ``torch.compile``'s compilation)."""
     rows = _read_csv(run_dir / "train.csv")
@@ -254,7 +260,7 @@ def cartpole_figures(run_dir: Path) -> dict[str, Any]:
         return {}
     steps, seconds, updates, start = [], [], [], 0
     for row in rows:
-        end = int(float(row["step"]))
+        end = int(float(_step(row, "env_steps") or 0))
         steps.append(end - start)
         seconds.append(float(row["episode_s"]))
         updates.append(int(float(row["updates"])))
@@ -281,6 +287,7 @@ def cartpole_figures(run_dir: Path) -> dict[str, Any]:
     evals = _read_csv(run_dir / "eval.csv")
     if evals:
         last = evals[-1]
+        last = {**last, "step": _step(last, "env_steps")}
         figures["last_eval"] = {k: float(last[k]) for k in ("step", "episode_reward",
                                                             "episode_reward_std", "episodes")
                                 if last.get(k)}
@@ -296,7 +303,8 @@ def moco_figures(run_dir: Path) -> dict[str, Any]:
     if not rates:
         return {}
     figures: dict[str, Any] = {
-        "steps": int(float(rows[-1]["step"])) if "step" in rows[-1] else None,
+        "steps": (int(float(_step(rows[-1], "optimizer_steps")))
+                  if _step(rows[-1], "optimizer_steps") else None),
         "windows": len(rates), "images_per_s_first_window": round(rates[0], 1),
         "images_per_s": round(rates[0] if len(rates) == 1 else statistics.median(rates[1:]), 1),
         "last_loss": float(rows[-1]["loss"]) if rows[-1].get("loss") else None,
