@@ -1,8 +1,9 @@
 """Metrics through a list of sinks: CSV files (one per group, e.g. ``train.csv``, ``eval.csv``),
 TensorBoard, or anything with ``write(group, step, row)``, ``flush()`` and ``close()``.
 
-Sinks may also implement ``write_config(config, step)`` (the run's resolved config) and
-``write_video(tag, step, frames, fps)``; :class:`TensorBoardSink` does both.
+Sinks may also implement ``write_config(config, step)`` (the run's resolved config),
+``write_video(tag, step, frames, fps)`` (:class:`TensorBoardSink` does both) and
+``write_video_file(group, step, path)`` (an mp4 the trainer wrote; the W&B sink).
 
 The trainers log through :class:`Logger` and never name a sink: a library user adds one (a
 dashboard, a database) by passing it to ``train(cfg, sinks=[...])``.
@@ -73,13 +74,12 @@ class Logger:
         for sink in self.sinks:
             sink.write(group, int(step), row)
 
-    def log_video(self, group: str, step: int, path: str | os.PathLike) -> None:
-        """Hand a written video file to the sinks that take videos (``write_video(group, step,
+    def video_file(self, group: str, step: int, path: str | os.PathLike) -> None:
+        """Hand a written mp4 file to the sinks that take one (``write_video_file(group, step,
         path)``, e.g. :class:`~curl_moco.io.wandb_sink.WandbSink`); the others ignore it."""
         for sink in self.sinks:
-            write_video = getattr(sink, "write_video", None)
-            if write_video is not None:
-                write_video(group, int(step), path)
+            if hasattr(sink, "write_video_file"):
+                sink.write_video_file(group, int(step), path)
 
     def flush(self) -> None:
         for sink in self.sinks:

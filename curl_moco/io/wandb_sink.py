@@ -75,7 +75,11 @@ class WandbSink:
         data[self.step_column] = int(step)
         self.run.log(data)
 
-    def write_video(self, group: str, step: int, path: str | os.PathLike) -> None:
+    def write_config(self, config: dict[str, Any], step: int = 0) -> None:
+        """The resolved config (given at start as well): W&B's run config."""
+        self.run.config.update(config, allow_val_change=True)
+
+    def write_video_file(self, group: str, step: int, path: str | os.PathLike) -> None:
         """Log the mp4 at ``path`` as ``<group>/video`` at ``step``."""
         import wandb
 

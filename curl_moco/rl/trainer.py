@@ -423,7 +423,7 @@ class Trainer:
             "episode_reward_min": float(np.min(returns)),
             "episode_reward_max": float(np.max(returns)), "episodes": len(returns)})
         if video is not None:
-            self.logger.log_video("eval", self.env_steps, video)
+            self.logger.video_file("eval", self.env_steps, video)
         self.last_eval = result
         log.info("eval at %d steps: return %.1f +- %.1f over %d episodes", self.env_steps,
                  result.mean, result.std, len(returns))
