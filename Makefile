@@ -35,7 +35,7 @@ bench-pretrain:
 	$(PYTHON) -m experiments.bench.bench_pretrain
 
 plots:
-	$(PYTHON) -m experiments.plot_results
+	$(PYTHON) -m experiments.plot_results --results experiments/results
 
 curl-benchmark:
 	bash scripts/run_curl_benchmark.sh $(ARGS)
