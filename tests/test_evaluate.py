@@ -64,7 +64,7 @@ def test_evaluate_replays_the_training_evaluation_and_records(run, tmp_path, cap
     assert summary["returns"] == saved["returns"]
     assert summary["mean"] == float(logged["episode_reward"])
     assert summary["std"] == float(logged["episode_reward_std"])
-    assert summary["checkpoint_step"] == int(logged["step"]) == 160
+    assert summary["checkpoint_step"] == int(logged["env_steps"]) == 160
     assert summary["replays_training_evaluation"] and summary["episodes"] == 2
     assert summary["min"] == min(saved["returns"]) and summary["max"] == max(saved["returns"])
     rows = list(csv.DictReader(open(out / "episodes.csv")))
