@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_args import MOCO, RL
 from digits import write_digits_folder
 
 from curl_moco.experiments import (
@@ -37,13 +38,6 @@ ENTRY_POINTS: dict[str, Callable[[list[str]], int]] = {
     "evaluate": evaluate.cli,
 }
 
-RL = ["--preset", "smoke", "--task", "cartpole-swingup", "--image-size", "40", "--crop-size",
-      "32", "--num-layers", "2", "--batch-size", "8", "--seed-steps", "80", "--steps", "160",
-      "--device", "cpu", "--no-progress", "--run-dir", "{tmp}/rl"]
-MOCO = ["--data", "{digits}", "--arch", "pixel", "--load-size", "32", "--crop-size", "28",
-        "--pixel-layers", "2", "--batch-size", "8", "--queue-size", "16", "--epochs", "1",
-        "--num-workers", "0", "--device", "cpu", "--no-progress", "--no-tensorboard",
-        "--run-dir", "{tmp}/moco"]
 EVAL = ["--random-init", "--arch", "pixel", "--data", "{digits}", "--load-size", "32",
         "--crop-size", "28", "--num-workers", "0", "--device", "cpu"]
 EXPORT = ["--checkpoint", "{moco_ckpt}", "--out", "{tmp}/enc.pt"]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_args import MOCO, RL
 from digits import write_digits_folder
 
 from curl_moco.experiments import collect_frames, linear_eval, pretrain_moco, train_dmc
@@ -24,13 +25,6 @@ from curl_moco.io.logger import CsvSink, read_csv
 from curl_moco.pretrain.data import ImageFolderDataset
 
 REPO = Path(__file__).resolve().parents[1]
-RL = ["--preset", "smoke", "--task", "cartpole-swingup", "--image-size", "40", "--crop-size",
-      "32", "--num-layers", "2", "--batch-size", "8", "--seed-steps", "80", "--steps", "160",
-      "--device", "cpu", "--no-progress", "--run-dir", "{tmp}/rl"]
-MOCO = ["--data", "{digits}", "--arch", "pixel", "--load-size", "32", "--crop-size", "28",
-        "--pixel-layers", "2", "--batch-size", "8", "--queue-size", "16", "--epochs", "1",
-        "--num-workers", "0", "--device", "cpu", "--no-progress", "--no-tensorboard",
-        "--run-dir", "{tmp}/moco"]
 ENTRY_POINTS = {"train_dmc": train_dmc.main, "pretrain_moco": pretrain_moco.cli,
                 "linear_eval": linear_eval.cli, "collect_frames": collect_frames.cli}
 COLLECT = ["--out", "{tmp}/frames", "--domains", "cartpole,walker", "--frames-per-domain", "2",
