@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from curl_moco.contrastive.augment import center_crop
+from curl_moco.io.atomic import atomic_write
 from curl_moco.io.checks import check_output_dir, check_positive, check_seed
 from curl_moco.io.config import knob
 from curl_moco.io.errors import UsageError
@@ -273,17 +274,14 @@ def _write_clip(stem: Path, frames: list[np.ndarray], fps: float, gif: bool) -> 
 
 def _write_tables(report: EvaluationReport) -> None:
     rows = zip(range(len(report.returns)), report.seeds, report.returns, report.lengths)
-    tmp = report.out / ".episodes.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["episode", "seed", "return", "length"])
-        writer.writerows(rows)
-    os.replace(tmp, report.out / "episodes.csv")
+    table = io.StringIO(newline="")
+    writer = csv.writer(table)
+    writer.writerow(["episode", "seed", "return", "length"])
+    writer.writerows(rows)
+    atomic_write(report.out / "episodes.csv", table.getvalue())
     summary = report.summary
     summary["files"] = [str(path) for path in report.files]
-    tmp = report.out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, report.out / "summary.json")
+    atomic_write(report.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     report.files += [report.out / "episodes.csv", report.out / "summary.json"]
 
 
