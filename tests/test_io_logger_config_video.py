@@ -54,6 +54,37 @@ def test_logger_upgrades_old_column_names_then_truncates(tmp_path):
         "30,9.0,8.0,4"]
 
 
+def test_csv_rewrites_are_atomic_and_leftovers_of_a_killed_one_are_cleared(tmp_path,
+                                                                          monkeypatch):
+    """Widening, renaming and truncating a CSV replace it whole: a rewrite that fails keeps the
+    previous complete file, and a temporary file left by a killed rewrite goes at the next
+    start."""
+    import curl_moco.io.logger as logger_module
+
+    before = "step,loss\n10,1.0\n20,2.0\n"
+    (tmp_path / "train.csv").write_text(before)
+    (tmp_path / ".train.csv.k1ll3d.tmp").write_text("step,lo")
+    (tmp_path / ".checkpoint.pt.other.tmp").write_text("not ours")
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(logger_module, "atomic_write", full_disk)
+    with Logger.to_folder(tmp_path, tensorboard=False) as logger:
+        assert not (tmp_path / ".train.csv.k1ll3d.tmp").exists()
+        assert (tmp_path / ".checkpoint.pt.other.tmp").exists()  # the run folder's business
+        with pytest.raises(OSError, match="train.csv"):
+            logger.log("train", 30, {"loss": 3.0, "new_metric": 1.0})  # widens the header
+    assert (tmp_path / "train.csv").read_text() == before
+    monkeypatch.undo()
+    with Logger.to_folder(tmp_path, resume_step=10, tensorboard=False) as logger:
+        logger.log("train", 20, {"loss": 4.0, "new_metric": 1.0})
+    assert (tmp_path / "train.csv").read_text().splitlines() == [
+        "step,loss,new_metric", "10,1.0,", "20,4.0,1.0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".checkpoint.pt.other.tmp",
+                                                          "train.csv"]
+
+
 @dataclasses.dataclass
 class ToyConfig:
     task: str = knob("cartpole-swingup", "task name")

@@ -4,16 +4,19 @@ the new complete one, never a partial or empty file.
 The bytes go to a temporary ``.<name>.<random>.tmp`` in the same folder, are forced to disk and
 the file is renamed over ``path``. When the write fails (disk full, quota, read-only, killed) the
 temporary file is removed and the ``OSError`` names ``path`` (a full disk raised by ``write()``
-names no file by itself). :func:`curl_moco.io.checkpoint.remove_stale_temp_files` clears
+names no file by itself). :func:`remove_stale_temp_files` clears
 temporary files of a process that died mid-write.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+log = logging.getLogger("curl_moco")
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str | Iterable[bytes | memoryview]
@@ -44,6 +47,27 @@ def atomic_write(path: str | os.PathLike, data: bytes | str | Iterable[bytes | m
         raise
     fsync_dir(path.parent)
     return path
+
+
+def remove_stale_temp_files(folder: str | os.PathLike,
+                            names: Iterable[str] = ("checkpoint.pt",)) -> list[Path]:
+    """Delete ``.<name>*.tmp`` files in ``folder`` left by a process killed while writing
+    ``name`` (a glob pattern, e.g. ``*.csv``, matches several); returns the files removed.
+    Call before a run writes to ``folder``."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for name in names:
+        for tmp in folder.glob(f".{name}*.tmp"):
+            try:
+                size = tmp.stat().st_size
+                tmp.unlink()
+            except FileNotFoundError:
+                continue
+            log.info("removed %s (%.1f MB), left by an interrupted write", tmp, size / 2**20)
+            removed.append(tmp)
+    return removed
 
 
 def _write_all(fd: int, parts: Iterable[bytes | memoryview]) -> None:

@@ -16,8 +16,8 @@ Version 1 files (no header digest) are still read.
 
 Writes go to a temporary ``.<name>.<random>.tmp`` in the same folder, then are renamed; a write
 that fails (disk full, read-only) removes the temporary file, keeps the previous checkpoint and
-raises :class:`CheckpointWriteError`. :func:`remove_stale_temp_files` clears temporary files left
-by a process killed while writing.
+raises :class:`CheckpointWriteError`. :func:`curl_moco.io.atomic.remove_stale_temp_files` clears
+temporary files left by a process killed while writing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import os
 import shlex
 import struct
@@ -38,8 +37,6 @@ import torch
 
 from curl_moco.io.atomic import atomic_write
 from curl_moco.io.errors import UsageError, os_error_message
-
-log = logging.getLogger("curl_moco")
 
 MAGIC_V1 = b"CMCKPT\x00\x01"
 MAGIC = b"CMCKPT\x00\x02"
@@ -90,27 +87,6 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], *, kind: s
             f"{os_error_message(OSError(error.errno, error.strerror))}; the previous "
             "checkpoint (if any) is intact") from error
     return path
-
-
-def remove_stale_temp_files(folder: str | os.PathLike,
-                            names: Iterable[str] = (CHECKPOINT_NAME,)) -> list[Path]:
-    """Delete ``.<name>*.tmp`` files in ``folder`` left by a process killed while writing
-    ``name``; returns the files removed. Call before a run writes to ``folder``."""
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for name in names:
-        for tmp in folder.glob(f".{name}*.tmp"):
-            try:
-                size = tmp.stat().st_size
-                tmp.unlink()
-            except FileNotFoundError:
-                continue
-            log.info("removed %s (%.1f MB), left by an interrupted checkpoint write", tmp,
-                     size / 2**20)
-            removed.append(tmp)
-    return removed
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:

@@ -20,6 +20,7 @@ resumed old run stays one table. """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -27,6 +28,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from curl_moco.io.atomic import atomic_write, remove_stale_temp_files
 
 log = logging.getLogger("curl_moco")
 
@@ -136,6 +139,7 @@ class CsvSink:
         self.step_column = step_column
         self.renames = dict(renames or {})
         self._headers: dict[str, list[str]] = {}
+        remove_stale_temp_files(self.run_dir, ("*.csv",))  # of a rewrite killed midway
         for csv_path in sorted(self.run_dir.glob("*.csv")):
             if _rename_columns(csv_path, self.renames):
                 log.info("%s: renamed old column names (%s)", csv_path.name,
@@ -248,14 +252,24 @@ def _merge(header: list[str] | None, keys: list[str]) -> list[str]:
     return merged
 
 
+def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]] | list[list[str]]
+               ) -> None:
+    """Replace ``path`` atomically by ``header`` and ``rows`` (dictionaries, or lists in
+    ``header``'s order): a run killed mid-rewrite leaves the previous complete file."""
+    text = io.StringIO(newline="")
+    if rows and isinstance(rows[0], dict):
+        writer = csv.DictWriter(text, fieldnames=header)
+        writer.writeheader()
+    else:
+        writer = csv.writer(text)
+        writer.writerow(header)
+    writer.writerows(rows)
+    atomic_write(path, text.getvalue())
+
+
 def _rewrite_with_header(path: Path, header: list[str]) -> None:
     rows = read_csv(path) if path.is_file() and path.stat().st_size > 0 else []
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    _write_csv(path, header, rows)
 
 
 def _rename_columns(path: Path, renames: dict[str, str]) -> bool:
@@ -271,13 +285,7 @@ def _rename_columns(path: Path, renames: dict[str, str]) -> bool:
     if not any(name in renames for name in header) or any(
             renames[name] in header for name in header if name in renames):
         return False
-    new_header = [renames.get(name, name) for name in header]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(new_header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    _write_csv(path, [renames.get(name, name) for name in header], rows)
     return True
 
 
@@ -292,10 +300,5 @@ def _truncate_after(path: Path, step: int, step_column: str = DEFAULT_STEP_COLUM
             if row.get(step_column) not in (None, "") and int(row[step_column]) <= step]
     if len(kept) == len(rows):
         return 0
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(kept)
-    os.replace(tmp, path)
+    _write_csv(path, header, kept)
     return len(rows) - len(kept)

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from curl_moco.io.atomic import remove_stale_temp_files
 from curl_moco.io.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -38,7 +39,6 @@ from curl_moco.io.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     read_header,
-    remove_stale_temp_files,
     save_checkpoint,
 )
 from curl_moco.io.checks import quote
