@@ -26,6 +26,7 @@ import sys
 
 from curl_moco.io.checkpoint import CheckpointError, load_checkpoint
 from curl_moco.io.checks import check_distinct, check_input_file, check_output_file
+from curl_moco.io.encoder_export import ENCODER_KIND
 from curl_moco.io.errors import ArgumentParser, UsageError, run_entry_point
 from curl_moco.pretrain.export import (
     arch_config,
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--format", choices=("encoder", "torchvision"), default="encoder")
     args = p.parse_args(argv)
     check_input_file("checkpoint", args.checkpoint)
-    check_output_file("out", args.out)
     check_distinct({"out": args.out}, {"checkpoint": args.checkpoint})
+    check_output_file("out", args.out, replaces_kind=ENCODER_KIND)  # a re-export replaces
     loaded = load_checkpoint(args.checkpoint, kind=CHECKPOINT_KIND)
     cfg = loaded["config"]
     arch = arch_config(cfg)

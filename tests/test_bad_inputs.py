@@ -106,6 +106,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("export_encoder", EXPORT[:-1] + ["{tmp}/exports/"], "ends with '/', so it names a folder"),
     ("linear_eval", ["--checkpoint", "{moco_ckpt}", "--json-out", "{moco_ckpt}"],
      "moco.pt is the input checkpoint="),
+    # ---- an output that is some run's checkpoint (an older export may be replaced)
+    ("export_encoder", EXPORT[:-1] + ["{rl_ckpt}"],
+     "rl.pt is a curl_moco checkpoint of kind 'curl_sac': writing it would destroy it"),
+    ("linear_eval", EVAL + ["--json-out", "{moco_ckpt}"],
+     "moco.pt is a curl_moco checkpoint of kind 'moco'"),
+    ("linear_eval", EVAL + ["--json-out", "{flipped_ckpt}"], "checkpoint of kind 'unreadable'"),
     # ---- pretrain_moco
     ("pretrain_moco", MOCO[2:], "data is required"),
     ("pretrain_moco", MOCO + ["--data", "{tmp}/nowhere"], "data="),

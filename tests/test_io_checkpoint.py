@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from curl_moco.io.atomic import remove_stale_temp_files
 from curl_moco.io.checkpoint import (
     CheckpointError,
     CheckpointWriteError,
@@ -17,7 +18,6 @@ from curl_moco.io.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     read_header,
-    remove_stale_temp_files,
     save_checkpoint,
 )
 from curl_moco.io.encoder_export import load_encoder_into, save_encoder_state
@@ -254,3 +254,20 @@ def test_run_folder_resume_convention(tmp_path) -> None:
     grown.release()
     with pytest.raises(CheckpointError, match="width=8, this run has width=9"):
         RunDir(tmp_path / "run", Grown(width=9), kind="toy", may_change=()).check(True)
+
+
+def test_output_file_may_replace_only_a_checkpoint_of_its_own_kind(tmp_path):
+    """An export may overwrite an older export; no output overwrites a run's checkpoint."""
+    from curl_moco.io.checks import check_output_file
+    from curl_moco.io.errors import UsageError
+
+    run_ckpt = save_checkpoint(tmp_path / "checkpoint.pt", {"x": 1}, kind="curl_sac", config={})
+    export = save_checkpoint(tmp_path / "enc.pt", {"x": 1}, kind="encoder", config={})
+    (tmp_path / "notes.json").write_text("{}")
+    check_output_file("out", export, replaces_kind="encoder")
+    check_output_file("out", tmp_path / "notes.json")
+    check_output_file("out", tmp_path / "new.pt")
+    with pytest.raises(UsageError, match="kind 'curl_sac': writing it would destroy it"):
+        check_output_file("out", run_ckpt, replaces_kind="encoder")
+    with pytest.raises(UsageError, match="kind 'encoder'"):
+        check_output_file("json_out", export)

@@ -104,9 +104,12 @@ def check_output_dir(name: str, path: str | os.PathLike) -> None:
     _check_writable_ancestor(name, path)
 
 
-def check_output_file(name: str, path: str | os.PathLike) -> None:
-    """``path`` can be written as a file: not a folder (nor written as one, ``dir/``), and its
-    folder is (or can be made) writable."""
+def check_output_file(name: str, path: str | os.PathLike, *,
+                      replaces_kind: str | None = None) -> None:
+    """``path`` can be written as a file: not a folder (nor written as one, ``dir/``), its
+    folder is (or can be made) writable, and it is not a curl_moco checkpoint (a training run's
+    ``checkpoint.pt``, say) unless one of kind ``replaces_kind`` (an older export that this one
+    replaces)."""
     text = os.fspath(path)
     if isinstance(text, str) and text.endswith(("/", os.sep)):
         raise UsageError(f"{name}={quote(text)} ends with '/', so it names a folder; give a file "
@@ -114,7 +117,32 @@ def check_output_file(name: str, path: str | os.PathLike) -> None:
     path = _output_path(name, path)
     if path.is_dir():
         raise UsageError(f"{name}={quote(path)} is a folder; give a file name")
+    kind = _checkpoint_kind(path)
+    if kind is not None and kind != replaces_kind:
+        raise UsageError(f"{name}={quote(path)} is a curl_moco checkpoint of kind {kind!r}: "
+                         f"writing it would destroy it; choose another {name}")
     _check_writable_ancestor(name, path.parent)
+
+
+def _checkpoint_kind(path: Path) -> str | None:
+    """The kind of the curl_moco checkpoint at ``path`` ('unreadable' when its header is
+    damaged); None when ``path`` is not a readable file starting with a checkpoint's magic
+    bytes."""
+    if not path.is_file():
+        return None
+    from curl_moco.io.checkpoint import MAGIC, MAGIC_V1, CheckpointError, read_header
+
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(MAGIC))
+    except OSError:
+        return None
+    if start not in (MAGIC, MAGIC_V1):
+        return None
+    try:
+        return str(read_header(path).get("kind"))
+    except (CheckpointError, OSError):
+        return "unreadable"
 
 
 def check_writable_folder(name: str, path: str | os.PathLike) -> None:

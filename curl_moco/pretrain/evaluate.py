@@ -275,8 +275,8 @@ def check_linear_eval_config(cfg: LinearEvalConfig) -> None:
             raise UsageError(f"{name}={value!r} "
                              f"{'is not a folder' if Path(value).exists() else 'does not exist'}")
     if cfg.json_out:
-        check_output_file("json_out", cfg.json_out)
         check_distinct({"json_out": cfg.json_out}, {"checkpoint": cfg.checkpoint})
+        check_output_file("json_out", cfg.json_out)
 
 
 def load_backbone_for_eval(cfg: LinearEvalConfig) -> tuple[nn.Module, dict[str, Any], dict]:
