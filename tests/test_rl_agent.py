@@ -444,3 +444,33 @@ def test_agent_is_built_from_its_config_in_one_call() -> None:
     assert agent.critic.encoder.feature_dim == 12 and agent.curl_latent_dim == 8
     assert agent.info_nce.similarity == "cosine" and agent.actor.log_std_min == -5.0
     assert not agent.channels_last and agent.crop_size == 32
+
+
+def test_sac_ae_options_tanh_features_and_updates_of_every_part() -> None:
+    """SAC+AE's pixel SAC, as knobs: a tanh after the encoder's LayerNorm, and updates that move
+    the actor, temperature and targets every time (its burst after seeding)."""
+    from curl_moco.rl.config import CurlSacConfig
+
+    agent = make_agent(encoder_output_activation="tanh", curl_update_freq=0)
+    obs = random_crop(make_batch().obs, 32, generator=torch.Generator().manual_seed(0))
+    for encoder in (agent.critic.encoder, agent.actor.encoder, agent.key_encoder.encoder):
+        features = encoder(obs)
+        assert features.abs().max() < 1 and torch.equal(
+            features, torch.tanh(encoder.ln(encoder.fc(encoder.forward_conv(obs).float()))))
+    cfg = CurlSacConfig(encoder_output_activation="tanh", hidden_dim=24, feature_dim=12,
+                        num_layers=2, num_filters=4, crop_size=32, image_size=40)
+    built = CurlSacAgent.from_config(cfg, 9, 1, device="cpu")
+    assert built.critic.encoder.output_activation == "tanh"
+
+    steps = {name: 0 for name in agent.optimizers()}
+    for name, opt in agent.optimizers().items():
+        opt.register_step_post_hook(lambda *_, n=name: steps.__setitem__(n, steps[n] + 1))
+    key_before = [p.clone() for p in agent.key_encoder.parameters()]
+    agent.update(make_batch())
+    agent.update(make_batch(seed=1), every_part=True)  # update 1: actor and targets anyway
+    assert steps == {"critic": 2, "actor": 2, "alpha": 2, "curl": 0}
+    key_after_two = [p.clone() for p in agent.key_encoder.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(key_before, key_after_two))
+    agent.update(make_batch(seed=2))  # update 2: on schedule again
+    agent.update(make_batch(seed=3))  # update 3: actor and targets skipped
+    assert steps["actor"] == 3 and agent.num_updates == 4

@@ -103,6 +103,8 @@ def reference(tmp_path_factory) -> Path:
     (dict(augment="flip"), "augment='flip' is not one of"),
     (dict(curl_update_freq=-1), "curl_update_freq=-1"),
     (dict(curl_update_freq=0, similarity="cosine", queue_size=16), "needs the CURL loss"),
+    (dict(seed_update_burst=-1), "seed_update_burst=-1"),
+    (dict(encoder_output_activation="relu"), "encoder_output_activation='relu' is not one of"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path: Path, overrides, match) -> None:
     run_dir = tmp_path / "run"
@@ -183,6 +185,21 @@ def test_pixel_sac_and_shift_ablations_train(tmp_path: Path, overrides, caplog) 
     curl_logged = last.get("curl_loss") not in (None, "", "nan")
     assert curl_logged == ("curl_update_freq" not in overrides)
 
+
+
+def test_seed_update_burst_replaces_the_first_steps_updates(tmp_path: Path) -> None:
+    """SAC+AE's schedule: ``seed_update_burst`` updates at the agent step that ends seeding,
+    then ``updates_per_step`` per step; the total is what validation counts."""
+    from curl_moco.rl.config import count_updates, validate
+
+    cfg = tiny(tmp_path, steps=240, eval_every=240, checkpoint_every=240, curl_update_freq=0,
+               seed_update_burst=6, encoder_output_activation="tanh")
+    result = train(cfg)
+    # seeding ends at the 10th agent step, the last of episode 1: 6 updates, then 10 per episode
+    assert [int(r["updates"]) for r in read_csv(tmp_path / "train.csv")] == [6, 16, 26]
+    assert count_updates(validate(cfg)) == 26 == int(
+        load_checkpoint(result.checkpoint, kind="curl_sac")["payload"]["agent"]["num_updates"])
+    assert count_updates(validate(tiny(tmp_path, steps=240))) == 21
 
 
 def test_tiny_run_writes_logs_tensorboard_checkpoint_and_videos(reference: Path) -> None:
@@ -416,7 +433,7 @@ def test_copied_run_dir_reports_its_own_video_and_stale_temp_files_are_removed(
         assert trainer.last_eval.video.is_file()
     finally:
         trainer.close()
-    assert not stale.exists() and "interrupted checkpoint write" in caplog.text
+    assert not stale.exists() and "interrupted write" in caplog.text
     saved = load_checkpoint(reference / "checkpoint.pt")["payload"]["trainer"]["last_eval"]
     assert saved["video_file"] == "videos/eval_640.mp4"  # relative to the run folder
 

@@ -114,7 +114,7 @@ class CurlSacAgent(nn.Module):
                  curl_update_freq: int = 1, curl_latent_dim: int | None = None,
                  similarity: str = "bilinear", curl_temperature: float = 1.0,
                  queue_size: int = 0, augment: str = "crop", shift_pad: int = 4,
-                 actor_log_std_min: float = -10.0,
+                 encoder_output_activation: str = "none", actor_log_std_min: float = -10.0,
                  actor_log_std_max: float = 2.0, channels_last: bool = True,
                  fused_adam: bool = True, compile_mode: str = "off", amp: str = "off",
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
@@ -137,7 +137,8 @@ class CurlSacAgent(nn.Module):
         self.reuse_anchor_conv = True  # False recomputes it (tests compare the two)
 
         def encoder() -> PixelEncoder:
-            return PixelEncoder(in_channels, crop_size, feature_dim, num_layers, num_filters)
+            return PixelEncoder(in_channels, crop_size, feature_dim, num_layers, num_filters,
+                                output_activation=encoder_output_activation)
 
         self.critic = Critic(encoder(), action_dim, hidden_dim)
         actor_encoder = encoder()
@@ -256,14 +257,17 @@ class CurlSacAgent(nn.Module):
         return action[0].float().cpu().numpy()
 
     # ------------------------------------------------------------------ learning
-    def update(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
+    def update(self, batch: ReplayBatch, every_part: bool = False) -> dict[str, torch.Tensor]:
         """One CURL-SAC update from a replay batch (``(B, 3k, H, W)`` uint8 stacks). Returns
         detached scalar metrics (tensors on the device; no host synchronisation here).
+        Actor, temperature and targets update every ``actor_update_freq`` /
+        ``target_update_freq`` updates, or in this one with ``every_part`` (SAC+AE's burst of
+        updates after seeding, whose schedule reads a step counter that stands still).
 
         When the actor and CURL both update, the anchor's conv features are computed once
         (after the critic step) and serve both: the actor detached, CURL with gradients. Neither
         the actor nor the EMA step changes the encoder, so this equals computing them twice."""
-        actor_due = self.num_updates % self.actor_update_freq == 0
+        actor_due = every_part or self.num_updates % self.actor_update_freq == 0
         curl_due = (self.curl_update_freq > 0
                     and self.num_updates % self.curl_update_freq == 0)
         obs = self.augmented(batch.obs)
@@ -274,7 +278,7 @@ class CurlSacAgent(nn.Module):
         if actor_due:
             metrics.update(self.update_actor_and_alpha(
                 obs, None if anchor_conv is None else anchor_conv.detach()))
-        if self.num_updates % self.target_update_freq == 0:
+        if every_part or self.num_updates % self.target_update_freq == 0:
             self.update_targets()
         if curl_due:
             positive = self.augmented(batch.obs)

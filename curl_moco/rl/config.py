@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from curl_moco.contrastive.augment import STACK_AUGMENTS
-from curl_moco.contrastive.encoders import conv_output_size
+from curl_moco.contrastive.encoders import OUTPUT_ACTIVATIONS, conv_output_size
 from curl_moco.contrastive.losses import SIMILARITIES
 from curl_moco.envs.tasks import parse_task, task_facts
 from curl_moco.io.checks import (
@@ -72,6 +72,10 @@ class CurlSacConfig:
                                   "updates start; None = 1000 agent steps x action_repeat "
                                   "(CURL's init_steps)")
     updates_per_step: int = knob(1, "gradient updates per agent step once seeding is over")
+    seed_update_burst: int = knob(0, "gradient updates made at once, instead of "
+                                  "updates_per_step, at the agent step that ends seeding, each "
+                                  "updating actor, temperature and targets too (SAC+AE's pixel "
+                                  "SAC: 1000, its init_steps); 0 = none (CURL)")
     replay_capacity: int = knob(100_000, "replay buffer size in frames (~transitions)")
     save_replay: bool = knob(True, "store the replay buffer in checkpoints (exact resume)")
     batch_size: int | None = knob(None, "batch size; None = CURL's (512, cartpole 128)")
@@ -93,6 +97,9 @@ class CurlSacConfig:
                            aliases=("num-layers",))
     num_filters: int = knob(32, "pixel encoder: filters per conv layer", flag="pixel-filters",
                             aliases=("num-filters",))
+    encoder_output_activation: str = knob("none", "pixel encoder's last step after its "
+                                          "LayerNorm: 'none' (CURL) or 'tanh' (SAC+AE's pixel "
+                                          "SAC)", choices=OUTPUT_ACTIVATIONS)
     actor_log_std_min: float = knob(-10.0, "lower bound of the policy log std")
     actor_log_std_max: float = knob(2.0, "upper bound of the policy log std")
     # ---- CURL auxiliary loss
@@ -204,10 +211,15 @@ MIN_VIDEO_SIZE = 16
 
 def count_updates(cfg: CurlSacConfig) -> int:
     """Gradient updates a resolved ``cfg`` does: ``updates_per_step`` after every agent step
-    from the one that ends seeding (and holds one transition) to the last of ``steps``."""
+    from the one that ends seeding (and holds one transition) to the last of ``steps``; at
+    that first step ``seed_update_burst`` instead when it is set."""
     agent_steps = math.ceil(cfg.steps / cfg.action_repeat)
     first = max(math.ceil(cfg.seed_steps / cfg.action_repeat), 1)
-    return cfg.updates_per_step * max(0, agent_steps - first + 1)
+    steps_with_updates = max(0, agent_steps - first + 1)
+    if not steps_with_updates:
+        return 0
+    return (cfg.seed_update_burst or cfg.updates_per_step) \
+        + cfg.updates_per_step * (steps_with_updates - 1)
 
 
 def check_replay_memory(cfg: CurlSacConfig) -> None:
@@ -249,7 +261,7 @@ def validate(cfg: CurlSacConfig, *, for_training: bool = True) -> CurlSacConfig:
     check_learning_rate("lr", cfg.lr)
     check_learning_rate("alpha_lr", cfg.alpha_lr)
     check_non_negative(cfg, "seed_steps", "queue_size", "curl_update_freq", "shift_pad",
-                       "curl_latent_dim")
+                       "curl_latent_dim", "seed_update_burst")
     check_seed("seed", cfg.seed)
     check_number("discount", cfg.discount, low=0.0, high=1.0)
     for name in ("critic_tau", "encoder_tau"):  # EMA weight of the online network

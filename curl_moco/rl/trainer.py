@@ -4,7 +4,8 @@ Step counting: ``env_steps`` counts **environment steps** (agent steps x action 
 the ``env_steps`` column of every log; ``train.csv`` also has ``agent_steps`` (in total),
 ``episode_agent_steps`` (the episode's length) and ``env_steps_per_s``. Each agent step: act
 (uniform random while ``env_steps < seed_steps``, else a policy sample), step the environment,
-store the transition, then, once seeding is over, ``updates_per_step`` gradient updates.
+store the transition, then, once seeding is over, ``updates_per_step`` gradient updates
+(``seed_update_burst`` of them at the step that ends seeding, when set).
 
 Periodic work happens at episode ends: a train row per episode, an evaluation when
 ``eval_every`` environment steps have passed, a checkpoint when ``checkpoint_every`` have passed.
@@ -551,8 +552,10 @@ class Trainer:
             self._unsaved_progress = True
             bar.update(cfg.action_repeat)
             if self.env_steps >= cfg.seed_steps and replay.num_transitions >= min_transitions:
-                for _ in range(cfg.updates_per_step):
-                    metrics = agent.update(replay.sample(cfg.batch_size))
+                burst = cfg.seed_update_burst if agent.num_updates == 0 else 0
+                for _ in range(burst or cfg.updates_per_step):
+                    batch = replay.sample(cfg.batch_size)
+                    metrics = agent.update(batch, every_part=True) if burst else agent.update(batch)
                     for key, value in metrics.items():
                         ep.sums[key] = ep.sums[key] + value if key in ep.sums else value.clone()
                         ep.counts[key] = ep.counts.get(key, 0) + 1
