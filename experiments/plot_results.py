@@ -24,7 +24,9 @@ Writes to ``--out`` (default: ``--results``, else the first RUNS folder):
   steps and at the latest evaluation, with 3+ seeds also the IQM and its 95 % stratified-
   bootstrap confidence interval, beside CURL's numbers, and the wall clock per run (the sum of
   ``episode_s`` in each seed's ``train.csv``, where present: training episodes only, across
-  resumes, evaluations excluded).
+  resumes, evaluations excluded); below it, for every two variants of a task with 3+ seeds
+  each at a milestone, the difference of their IQMs with its 95 % bootstrap interval and the
+  ranking it supports (only when the interval excludes 0).
 
 MoCo runs (folders with ``epoch.csv``, from ``experiments.pretrain_moco``; with ``--results``:
 ``<results>/moco/<run>/``): ``plots/moco.png`` (loss and kNN accuracy per epoch) and
@@ -41,12 +43,13 @@ import curl_moco.io.quiet_start  # noqa: F401
 
 # isort: split
 
+import contextlib
 import csv
 import json
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,6 +271,43 @@ def iqm_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return float(iqm[0]), float(low[0]), float(high[0])
 
 
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int) -> Iterator[None]:
+    """Seed numpy's global generator for a ``rliable`` call, then restore its state: rliable
+    1.2 draws its resampling indices from the global generator (``np.random.choice``), its
+    ``random_state`` argument reaches only arch's own draws, so without this the intervals
+    would change from one call to the next."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def iqm_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """``IQM(a) - IQM(b)`` over seeds (one value per seed each) and its 95 % bootstrap
+    confidence interval ``(difference, low, high)``: the seeds of ``a`` and of ``b`` are
+    resampled independently (rliable's stratified independent bootstrap), with
+    :data:`BOOTSTRAP_REPS` replications from a fixed seed."""
+    import warnings
+
+    from rliable import library as rly
+    from scipy.stats import trim_mean
+
+    def difference(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # (seeds, 1) each
+        return np.array([trim_mean(x[:, 0], 0.25) - trim_mean(y[:, 0], 0.25)])
+
+    pair = (np.asarray(a, dtype=np.float64)[:, None], np.asarray(b, dtype=np.float64)[:, None])
+    with warnings.catch_warnings(), _seeded_global_numpy(BOOTSTRAP_SEED):
+        warnings.simplefilter("ignore", FutureWarning)  # arch: RandomState will be replaced
+        estimate, interval = rly.get_interval_estimates(
+            {"pair": pair}, difference, reps=BOOTSTRAP_REPS,
+            random_state=np.random.RandomState(BOOTSTRAP_SEED))
+    return float(estimate["pair"][0]), float(interval["pair"][0, 0]), \
+        float(interval["pair"][1, 0])
+
+
 def iqm_curve(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of ``scores (seeds, points)``: the IQM over seeds and its 95 % stratified-
     bootstrap confidence interval, three arrays ``(points,)``, computed by ``rliable``
@@ -281,8 +321,8 @@ def iqm_curve(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # rliable's metrics.aggregate_iqm (trim_mean 0.25) per point, vectorised over points
         return trim_mean(x[:, 0, :], proportiontocut=0.25, axis=0)
 
-    with warnings.catch_warnings():  # arch's notice that RandomState will be replaced
-        warnings.simplefilter("ignore", FutureWarning)
+    with warnings.catch_warnings(), _seeded_global_numpy(BOOTSTRAP_SEED):
+        warnings.simplefilter("ignore", FutureWarning)  # arch: RandomState will be replaced
         estimates, intervals = rly.get_interval_estimates(
             {"runs": scores[:, None, :]}, aggregate, reps=BOOTSTRAP_REPS,
             random_state=np.random.RandomState(BOOTSTRAP_SEED))
@@ -386,6 +426,42 @@ def dmc_table(data: dict[str, dict[str, list[Curve]]], all_curl_tasks: bool = Tr
     if others:
         lines.append("Other methods at 100k in the same table: " + "; ".join(others) + ".")
     return "\n".join(lines) + "\n"
+
+
+def differences_table(data: dict[str, dict[str, list[Curve]]]) -> str:
+    """Markdown: for every two variants of a task with :data:`MIN_SEEDS_FOR_IQM`+ seeds at a
+    milestone, the difference of their IQMs there with its 95 % bootstrap interval, and what
+    the interval supports: a ranking only when it excludes 0. Empty when no pair qualifies."""
+    lines = []
+    for task in sorted(data):
+        for step in MILESTONES:
+            scores = {variant: milestone_values(curves, step)
+                      for variant, curves in data[task].items()}
+            ranked = sorted((v for v, values in scores.items()
+                             if len(values) >= MIN_SEEDS_FOR_IQM),
+                            key=lambda v: -float(np.mean(scores[v])))
+            for i, first in enumerate(ranked):
+                for second in ranked[i + 1:]:
+                    diff, low, high = iqm_difference(scores[first], scores[second])
+                    verdict = (f"{first} > {second}" if low > 0 else
+                               f"{second} > {first}" if high < 0 else
+                               "no ranking: the interval holds 0")
+                    lines.append(f"| {task} | {step / 1e3:g}k | {first} - {second} "
+                                 f"(n={len(scores[first])}, {len(scores[second])}) | "
+                                 f"{diff:+.0f} [{low:+.0f}, {high:+.0f}] | {verdict} |")
+    if not lines:
+        return ""
+    return "\n".join([
+        "| task | environment steps | variants (seeds) | IQM difference [95 % CI] | the "
+        "interval supports |",
+        "|---|---|---|---|---|", *lines, "",
+        "Between every two variants with 3+ seeds at a milestone: the difference of their "
+        "interquartile means over seeds, with its 95 % bootstrap interval (each variant's "
+        f"seeds resampled independently; rliable, {BOOTSTRAP_REPS} replications). A ranking "
+        "is supported only when the interval excludes 0. With 3 seeds per variant the "
+        "bootstrap interval is too narrow (its variance is (n-1)/n of the seeds' and 3 seeds "
+        "give 10 distinct resamples): read an excluded 0 as suggestive, not settled."]) \
+        + "\n"
 
 
 def _with_iqm(cell: str, values: Sequence[float]) -> str:
@@ -582,7 +658,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
     written: dict[str, list[str]] = {"plots": [], "tables": []}
     if dmc:
         table = out / "dmc_table.md"
-        table.write_text(dmc_table(dmc, all_curl_tasks=results is not None))
+        differences = differences_table(dmc)
+        table.write_text(dmc_table(dmc, all_curl_tasks=results is not None)
+                         + (f"\n## Differences between variants\n\n{differences}"
+                            if differences else ""))
         written["tables"].append(str(table))
         written["plots"] += [str(p) for p in plot_dmc(dmc, out)]
         print(table.read_text())

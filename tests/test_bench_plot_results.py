@@ -140,6 +140,7 @@ def test_run_folders_grouped_by_config_with_iqm_and_bootstrap_interval(tmp_path,
     from rliable import library as rly
     from rliable import metrics
 
+    np.random.seed(plot_results.BOOTSTRAP_SEED)  # rliable resamples with the global generator
     _, ci = rly.get_interval_estimates(
         {"x": np.array(finals)[:, None]}, lambda x: np.array([metrics.aggregate_iqm(x)]),
         reps=plot_results.BOOTSTRAP_REPS,
@@ -201,3 +202,37 @@ def test_repeated_rows_in_train_csv_count_once_or_are_refused(tmp_path):
     path.write_text("\ufeffstep,episode_s\n1000,30\n2000,40\n2000,45\n", encoding="utf-8")
     with pytest.raises(plot_results.UsageError, match="step 2000 appears in several rows"):
         plot_results.read_train_seconds(path)
+
+
+def test_differences_between_variants_rank_only_what_the_interval_supports(tmp_path):
+    """Pairs of variants with 3+ seeds at 100k: the IQM difference with rliable's independent
+    bootstrap interval; a ranking only when it excludes 0; a variant with 2 seeds is left out."""
+    finals = {"curl": [560.0, 590.0, 600.0], "no_curl": [300.0, 330.0, 350.0],
+              "curl_shift": [420.0, 610.0, 480.0], "pixel_sac": [300.0, 310.0]}
+    for variant, values in finals.items():
+        for seed, final in enumerate(values, start=1):
+            write_run(tmp_path, "cartpole-swingup", seed, [(50_000, final / 2),
+                                                           (100_000, final)], variant=variant)
+    written = plot_results.main(["--results", str(tmp_path)])
+    table = (tmp_path / "dmc_table.md").read_text()
+    assert str(tmp_path / "dmc_table.md") in written["tables"]
+    pairs = {line.split(" | ")[2].split(" (")[0]: line for line in table.splitlines()
+             if line.startswith("| cartpole-swingup | 100k |")}
+    assert sorted(pairs) == ["curl - curl_shift", "curl - no_curl", "curl_shift - no_curl"]
+    diff, low, high = plot_results.iqm_difference(finals["curl"], finals["no_curl"])
+    assert diff == pytest.approx(np.mean(finals["curl"]) - np.mean(finals["no_curl"]))
+    assert 0 < low < diff < high
+    assert pairs["curl - no_curl"].endswith(
+        f"| {diff:+.0f} [{low:+.0f}, {high:+.0f}] | curl > no_curl |")
+    assert pairs["curl - curl_shift"].endswith("| no ranking: the interval holds 0 |")
+    assert "(n=3, 3)" in pairs["curl - no_curl"] and "pixel_sac" not in "".join(pairs.values())
+    # the same figures at every call, whatever numpy's global generator holds (left as it was)
+    np.random.seed(123)
+    state = np.random.get_state()[1].copy()
+    assert plot_results.iqm_difference(finals["curl"], finals["curl_shift"]) == \
+        plot_results.iqm_difference(finals["curl"], finals["curl_shift"])
+    assert plot_results.iqm_difference(finals["curl"], finals["no_curl"]) == (diff, low, high)
+    assert plot_results.iqm_interval(finals["curl_shift"]) == \
+        plot_results.iqm_interval(finals["curl_shift"])
+    assert np.array_equal(np.random.get_state()[1], state)
+    assert plot_results.differences_table({"cartpole-swingup": {}}) == ""
