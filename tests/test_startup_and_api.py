@@ -82,6 +82,26 @@ def test_one_log_format(capsys) -> None:
     time.strptime(err[0][1:9], "%H:%M:%S")
 
 
+def test_log_lines_follow_stderr_when_it_is_replaced() -> None:
+    """The handler writes to the sys.stderr of the moment: a redirection after set-up is
+    followed, and a replaced stream that was closed is never written to."""
+    import contextlib
+    import io
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(first):
+            setup_logging()
+        first.close()
+        with contextlib.redirect_stderr(second):
+            logging.getLogger("curl_moco.x").info("after the first stream closed")
+    finally:
+        root.handlers[:], root.level = before
+    assert second.getvalue().endswith("] after the first stream closed\n")
+
+
 def test_resume_command_is_the_way_the_run_was_started(monkeypatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(sys, "argv", ["/opt/venv/bin/curl-moco-train", "--preset", "smoke"])

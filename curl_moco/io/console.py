@@ -69,6 +69,23 @@ class _LevelPrefix(logging.Formatter):
         return text
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at each record (a later redirection, e.g.
+    ``contextlib.redirect_stderr`` or a test's capture, is followed; a replaced stream that was
+    closed is never written to)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # noqa: D102 - logging.StreamHandler's attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     """Configure the root logger of an entry point: :data:`LOG_FORMAT` on stderr at ``level``,
     third-party noise silenced. Replaces handlers set by an earlier call (one format)."""
@@ -77,7 +94,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     for handler in list(root.handlers):
         if getattr(handler, "_curl_moco", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderr()
     handler.setFormatter(_LevelPrefix(LOG_FORMAT, DATE_FORMAT))
     handler._curl_moco = True  # type: ignore[attr-defined]
     root.addHandler(handler)
