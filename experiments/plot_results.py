@@ -24,7 +24,7 @@ Writes to ``--out`` (default: ``--results``, else the first RUNS folder):
   steps and at the latest evaluation, with 3+ seeds also the IQM and its 95 % stratified-
   bootstrap confidence interval, beside CURL's numbers, and the wall clock per run (the sum of
   ``episode_s`` in each seed's ``train.csv``, where present: training episodes only, across
-  resumes, evaluations excluded); below it, for every two variants of a task with 3+ seeds
+  resumes, evaluations excluded; listed per seed, as seeds may have run on different machines); below it, for every two variants of a task with 3+ seeds
   each at a milestone, the difference of their IQMs with its 95 % bootstrap interval and the
   ranking it supports (only when the interval excludes 0).
 
@@ -81,6 +81,8 @@ MIN_SEEDS_FOR_IQM = 3
 #: Bootstrap replications and generator seed of the confidence intervals (reproducible).
 BOOTSTRAP_REPS = 2000
 BOOTSTRAP_SEED = 0
+#: Up to this many seeds the table lists each seed's wall clock, beyond it mean (min-max).
+MAX_LISTED_SEEDS = 5
 
 
 @dataclass
@@ -418,9 +420,10 @@ def dmc_table(data: dict[str, dict[str, list[Curve]]], all_curl_tasks: bool = Tr
                  "95 % stratified-bootstrap confidence interval (rliable, Agarwal et al. 2021; "
                  f"{BOOTSTRAP_REPS} replications; with 3 seeds the IQM trims nothing and "
                  "equals the mean, and the interval is close to the seeds' range); CURL: "
-                 "Laskin et al. 2020, Table 1 (mean of 10 seeds). Wall clock per run: mean "
-                 "(min-max) over seeds of the training episodes' time in train.csv "
-                 "(evaluations excluded; the machine and load are in each run's notes).")
+                 "Laskin et al. 2020, Table 1 (mean of 10 seeds). Wall clock per run: each "
+                 "seed's training episodes' time in train.csv, in seed order (beyond "
+                 f"{MAX_LISTED_SEEDS} seeds: mean (min-max)); evaluations excluded; the "
+                 "machine and load, which may differ between seeds, are in each run's notes.")
     others = [f"{task}: " + ", ".join(f"{m} {v:.0f}" for m, v in methods.items())
               for task, methods in OTHER_METHODS_100K.items() if task in data]
     if others:
@@ -470,12 +473,15 @@ def _with_iqm(cell: str, values: Sequence[float]) -> str:
 
 
 def _wall_clock(curves: Sequence[Curve]) -> str:
-    """``"86 min (n=1)"`` or ``"70 min (61-82, n=3)"`` over the seeds with a train.csv."""
+    """Each seed's minutes, ``"50, 100 min (n=2)"`` (seeds may have run on different machines:
+    a mean of those would describe none), or ``"70 min (61-82, n=8)"`` for more than
+    :data:`MAX_LISTED_SEEDS` seeds with a train.csv."""
     minutes = [c.train_seconds / 60 for c in curves if c.train_seconds is not None]
     if not minutes:
         return "–"
-    spread = f"{min(minutes):.0f}-{max(minutes):.0f}, " if len(minutes) > 1 else ""
-    return f"{np.mean(minutes):.0f} min ({spread}n={len(minutes)})"
+    if len(minutes) <= MAX_LISTED_SEEDS:
+        return ", ".join(f"{m:.0f}" for m in minutes) + f" min (n={len(minutes)})"
+    return f"{np.mean(minutes):.0f} min ({min(minutes):.0f}-{max(minutes):.0f}, n={len(minutes)})"
 
 
 def _plt():

@@ -66,7 +66,7 @@ def test_variants_get_their_own_rows_and_curves(tmp_path):
 
 def test_wall_clock_per_run_sums_training_episodes(tmp_path):
     """The table's last column: per seed the sum of train.csv's episode_s (across resumes),
-    mean and range over the seeds that have one; '–' without train.csv."""
+    listed (beyond MAX_LISTED_SEEDS seeds: mean and range); '–' without train.csv."""
     for seed, episode_s in ((1, 30.0), (2, 60.0)):
         write_run(tmp_path, "cartpole-swingup", seed, [(100_000, 500.0)], variant="curl")
         rows = [f"{1000 * (i + 1)},{i},{episode_s}" for i in range(100)]
@@ -76,8 +76,11 @@ def test_wall_clock_per_run_sums_training_episodes(tmp_path):
     table = plot_results.dmc_table(plot_results.load_dmc(tmp_path))
     lines = {line.split(" | ")[1]: line for line in table.splitlines()
              if line.startswith("| cartpole-swingup")}
-    assert lines["curl"].endswith("| 75 min (50-100, n=2) |")  # 100 x 30 s and 100 x 60 s
+    assert lines["curl"].endswith("| 50, 100 min (n=2) |")  # 100 x 30 s and 100 x 60 s
     assert lines["no_curl"].endswith("| – |")
+    many = [plot_results.Curve(str(s), np.array([1.0]), np.array([1.0]), 60.0 * s)
+            for s in range(1, plot_results.MAX_LISTED_SEEDS + 2)]
+    assert plot_results._wall_clock(many) == "4 min (1-6, n=6)"
 
 
 def test_milestones_and_band():
