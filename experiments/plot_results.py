@@ -24,9 +24,10 @@ Writes to ``--out`` (default: ``--results``, else the first RUNS folder):
   steps and at the latest evaluation, with 3+ seeds also the IQM and its 95 % stratified-
   bootstrap confidence interval, beside CURL's numbers, and the wall clock per run (the sum of
   ``episode_s`` in each seed's ``train.csv``, where present: training episodes only, across
-  resumes, evaluations excluded; listed per seed, as seeds may have run on different machines); below it, for every two variants of a task with 3+ seeds
-  each at a milestone, the difference of their IQMs with its 95 % bootstrap interval and the
-  ranking it supports (only when the interval excludes 0).
+  resumes, evaluations excluded; listed per seed, as seeds may have run on different
+  machines); below it, for every two variants of a task with 3+ seeds each at a milestone, the
+  difference of their IQMs with its 95 % bootstrap interval and the ranking it supports (only
+  when the interval excludes 0).
 
 MoCo runs (folders with ``epoch.csv``, from ``experiments.pretrain_moco``; with ``--results``:
 ``<results>/moco/<run>/``): ``plots/moco.png`` (loss and kNN accuracy per epoch) and
