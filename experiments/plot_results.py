@@ -44,13 +44,12 @@ import curl_moco.io.quiet_start  # noqa: F401
 
 # isort: split
 
-import contextlib
 import csv
 import json
 import math
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,62 +273,57 @@ def iqm_interval(values: Sequence[float]) -> tuple[float, float, float]:
     return float(iqm[0]), float(low[0]), float(high[0])
 
 
-@contextlib.contextmanager
-def _seeded_global_numpy(seed: int) -> Iterator[None]:
-    """Seed numpy's global generator for a ``rliable`` call, then restore its state: rliable
-    1.2 draws its resampling indices from the global generator (``np.random.choice``), its
-    ``random_state`` argument reaches only arch's own draws, so without this the intervals
-    would change from one call to the next."""
+def _bootstrap(scores: np.ndarray | tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """rliable's point estimate and 95 % stratified-bootstrap interval ``(2, ...)`` of
+    ``statistic`` over ``scores`` (one array; or a tuple, each resampled independently), with
+    :data:`BOOTSTRAP_REPS` replications, the same at every call. rliable 1.2 draws its
+    resampling indices from numpy's global generator (``np.random.choice``; its
+    ``random_state`` reaches only arch's own draws): that generator is seeded for the call and
+    its state restored after."""
+    import warnings
+
+    from rliable import library as rly
+
     state = np.random.get_state()
-    np.random.seed(seed)
+    np.random.seed(BOOTSTRAP_SEED)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # arch: RandomState will be replaced
+            estimates, intervals = rly.get_interval_estimates(
+                {"scores": scores}, statistic, reps=BOOTSTRAP_REPS,
+                random_state=np.random.RandomState(BOOTSTRAP_SEED))
     finally:
         np.random.set_state(state)
+    return estimates["scores"], intervals["scores"]
 
 
 def iqm_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
     """``IQM(a) - IQM(b)`` over seeds (one value per seed each) and its 95 % bootstrap
     confidence interval ``(difference, low, high)``: the seeds of ``a`` and of ``b`` are
-    resampled independently (rliable's stratified independent bootstrap), with
-    :data:`BOOTSTRAP_REPS` replications from a fixed seed."""
-    import warnings
-
-    from rliable import library as rly
+    resampled independently (rliable's stratified independent bootstrap)."""
     from scipy.stats import trim_mean
 
     def difference(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # (seeds, 1) each
         return np.array([trim_mean(x[:, 0], 0.25) - trim_mean(y[:, 0], 0.25)])
 
     pair = (np.asarray(a, dtype=np.float64)[:, None], np.asarray(b, dtype=np.float64)[:, None])
-    with warnings.catch_warnings(), _seeded_global_numpy(BOOTSTRAP_SEED):
-        warnings.simplefilter("ignore", FutureWarning)  # arch: RandomState will be replaced
-        estimate, interval = rly.get_interval_estimates(
-            {"pair": pair}, difference, reps=BOOTSTRAP_REPS,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED))
-    return float(estimate["pair"][0]), float(interval["pair"][0, 0]), \
-        float(interval["pair"][1, 0])
+    estimate, interval = _bootstrap(pair, difference)
+    return float(estimate[0]), float(interval[0, 0]), float(interval[1, 0])
 
 
 def iqm_curve(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of ``scores (seeds, points)``: the IQM over seeds and its 95 % stratified-
     bootstrap confidence interval, three arrays ``(points,)``, computed by ``rliable``
-    (Agarwal et al. 2021) with :data:`BOOTSTRAP_REPS` replications from a fixed seed."""
-    import warnings
-
-    from rliable import library as rly
+    (Agarwal et al. 2021)."""
     from scipy.stats import trim_mean
 
     def aggregate(x: np.ndarray) -> np.ndarray:  # x: (seeds, 1, points)
         # rliable's metrics.aggregate_iqm (trim_mean 0.25) per point, vectorised over points
         return trim_mean(x[:, 0, :], proportiontocut=0.25, axis=0)
 
-    with warnings.catch_warnings(), _seeded_global_numpy(BOOTSTRAP_SEED):
-        warnings.simplefilter("ignore", FutureWarning)  # arch: RandomState will be replaced
-        estimates, intervals = rly.get_interval_estimates(
-            {"runs": scores[:, None, :]}, aggregate, reps=BOOTSTRAP_REPS,
-            random_state=np.random.RandomState(BOOTSTRAP_SEED))
-    return estimates["runs"], intervals["runs"][0], intervals["runs"][1]
+    estimates, intervals = _bootstrap(scores[:, None, :], aggregate)
+    return estimates, intervals[0], intervals[1]
 
 
 def _common_steps(curves: Sequence[Curve]) -> tuple[np.ndarray, np.ndarray]:
