@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,6 +53,30 @@ def test_logger_upgrades_old_column_names_then_truncates(tmp_path):
     assert (tmp_path / "train.csv").read_text().splitlines() == [
         "env_steps,loss,env_steps_per_s,agent_steps", "10,1.0,5.0,", "20,2.0,6.0,",
         "30,9.0,8.0,4"]
+
+
+def test_resume_rewrites_each_metrics_csv_once_and_leaves_other_csv_files_alone(tmp_path,
+                                                                                monkeypatch):
+    """Renaming old columns and dropping rows after the resume step is one atomic rewrite per
+    file; a CSV without the step column (a user's own file in the run folder) is not a metrics
+    file and keeps every row."""
+    import curl_moco.io.logger as logger_module
+
+    (tmp_path / "train.csv").write_text("step,loss\n10,1.0\n20,2.0\n30,3.0\n")
+    (tmp_path / "eval.csv").write_text("env_steps,return\n10,5.0\n20,6.0\n")  # nothing to do
+    notes = "seed,comment\n1,slow start\n2,diverged\n"
+    (tmp_path / "notes.csv").write_text(notes)
+    rewritten = []
+    real_atomic_write = logger_module.atomic_write
+    monkeypatch.setattr(logger_module, "atomic_write",
+                        lambda path, data: (rewritten.append(Path(path).name),
+                                            real_atomic_write(path, data)))
+    logger_module.CsvSink(tmp_path, resume_step=20, step_column="env_steps",
+                          renames={"step": "env_steps"})
+    assert rewritten == ["train.csv"]
+    assert (tmp_path / "train.csv").read_text().splitlines() == [
+        "env_steps,loss", "10,1.0", "20,2.0"]
+    assert (tmp_path / "notes.csv").read_text() == notes
 
 
 def test_csv_rewrites_are_atomic_and_leftovers_of_a_killed_one_are_cleared(tmp_path,

@@ -15,7 +15,8 @@ a run resumes from a checkpoint taken at step S, rows logged after S are dropped
 files (and purged from TensorBoard): they are logged again by the resumed run, exactly once. A
 CSV written under older column names (``renames``: old name -> new name, e.g. ``step`` ->
 ``env_steps``) is rewritten under the new names before the first new row, values kept, so a
-resumed old run stays one table. """
+resumed old run stays one table. A CSV in the folder without the step column is not one of
+these files and is never rewritten."""
 
 from __future__ import annotations
 
@@ -141,14 +142,13 @@ class CsvSink:
         self._headers: dict[str, list[str]] = {}
         remove_stale_temp_files(self.run_dir, ("*.csv",))  # of a rewrite killed midway
         for csv_path in sorted(self.run_dir.glob("*.csv")):
-            if _rename_columns(csv_path, self.renames):
+            renamed, dropped = _update_csv(csv_path, self.renames, resume_step, step_column)
+            if renamed:
                 log.info("%s: renamed old column names (%s)", csv_path.name,
                          ", ".join(f"{a} -> {b}" for a, b in self.renames.items()))
-            if resume_step is not None:
-                dropped = _truncate_after(csv_path, resume_step, step_column)
-                if dropped:
-                    log.info("resume: dropped %d row(s) after step %d from %s",
-                             dropped, resume_step, csv_path.name)
+            if dropped:
+                log.info("resume: dropped %d row(s) after step %d from %s",
+                         dropped, resume_step, csv_path.name)
 
     def write(self, group: str, step: int, row: Row) -> None:
         path = self.run_dir / f"{group}.csv"
@@ -173,7 +173,7 @@ class CsvSink:
 
     def _header(self, group: str, path: Path) -> list[str] | None:
         if group not in self._headers and path.is_file() and path.stat().st_size > 0:
-            _rename_columns(path, self.renames)  # a file that appeared after the constructor
+            _update_csv(path, self.renames)  # a file that appeared after the constructor
             with open(path, newline="", encoding=CSV_ENCODING) as f:
                 self._headers[group] = next(csv.reader(f))
         return self._headers.get(group)
@@ -272,33 +272,37 @@ def _rewrite_with_header(path: Path, header: list[str]) -> None:
     _write_csv(path, header, rows)
 
 
-def _rename_columns(path: Path, renames: dict[str, str]) -> bool:
-    """Rewrite ``path`` with the old column names of ``renames`` replaced by the new ones
-    (values kept); True when it changed. A file holding both an old and its new name is left
-    alone rather than guessed at."""
-    if not renames or path.stat().st_size == 0:
-        return False
+def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
     with open(path, newline="", encoding=CSV_ENCODING) as f:
         reader = csv.reader(f)
-        header = next(reader, [])
-        rows = list(reader)
+        return next(reader, []), list(reader)
+
+
+def _renamed_header(header: list[str], renames: dict[str, str]) -> list[str]:
+    """``header`` with the old names of ``renames`` replaced by the new ones; unchanged when it
+    holds none, or both an old name and its new one (left alone rather than guessed at)."""
     if not any(name in renames for name in header) or any(
             renames[name] in header for name in header if name in renames):
-        return False
-    _write_csv(path, [renames.get(name, name) for name in header], rows)
-    return True
+        return header
+    return [renames.get(name, name) for name in header]
 
 
-def _truncate_after(path: Path, step: int, step_column: str = DEFAULT_STEP_COLUMN) -> int:
+def _update_csv(path: Path, renames: dict[str, str], resume_step: int | None = None,
+                step_column: str = DEFAULT_STEP_COLUMN) -> tuple[bool, int]:
+    """Rename old columns of ``path`` and, when ``resume_step`` is set, drop the rows logged
+    after it (or without a step), in one read and at most one atomic rewrite. A CSV without
+    ``step_column`` is not a metrics file of this run and is left as it is. Returns (renamed,
+    rows dropped)."""
     if path.stat().st_size == 0:
-        return 0
-    with open(path, newline="", encoding=CSV_ENCODING) as f:
-        reader = csv.DictReader(f)
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
-    kept = [row for row in rows
-            if row.get(step_column) not in (None, "") and int(row[step_column]) <= step]
-    if len(kept) == len(rows):
-        return 0
-    _write_csv(path, header, kept)
-    return len(rows) - len(kept)
+        return False, 0
+    header, rows = _read_table(path)
+    new_header = _renamed_header(header, renames) if renames else header
+    renamed = new_header != header
+    kept = rows
+    if resume_step is not None and step_column in new_header:
+        column = new_header.index(step_column)
+        kept = [row for row in rows
+                if len(row) > column and row[column] != "" and int(row[column]) <= resume_step]
+    if renamed or len(kept) != len(rows):
+        _write_csv(path, new_header, kept)
+    return renamed, len(rows) - len(kept)
