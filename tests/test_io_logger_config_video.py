@@ -79,6 +79,21 @@ def test_resume_rewrites_each_metrics_csv_once_and_leaves_other_csv_files_alone(
     assert (tmp_path / "notes.csv").read_text() == notes
 
 
+def test_resume_leaves_a_csv_whose_step_column_holds_other_values_and_drops_a_torn_row(
+        tmp_path):
+    """A CSV of the user's with a ``step`` column of non-integers (``1000.0``) is not a metrics
+    file of the run: the resume goes on and leaves it whole. A metrics row cut short by a full
+    disk is dropped even when what is left of its step is a number."""
+    theirs = "step,comment\n1000.0,warm-up\n2000.5,plateau\n"
+    (tmp_path / "mine.csv").write_text(theirs)
+    (tmp_path / "train.csv").write_text("step,loss,lr\n10,1.0,0.1\n20,2.0,0.1\n2")
+    with Logger.to_folder(tmp_path, resume_step=20, tensorboard=False) as logger:
+        logger.log("train", 30, {"loss": 3.0, "lr": 0.1})
+    assert (tmp_path / "mine.csv").read_text() == theirs
+    assert (tmp_path / "train.csv").read_text().splitlines() == [
+        "step,loss,lr", "10,1.0,0.1", "20,2.0,0.1", "30,3.0,0.1"]
+
+
 def test_csv_rewrites_are_atomic_and_leftovers_of_a_killed_one_are_cleared(tmp_path,
                                                                           monkeypatch):
     """Widening, renaming and truncating a CSV replace it whole: a rewrite that fails keeps the

@@ -287,22 +287,39 @@ def _renamed_header(header: list[str], renames: dict[str, str]) -> list[str]:
     return [renames.get(name, name) for name in header]
 
 
+def _whole_number(text: str) -> int | None:
+    """``text`` as an int when it writes one (``"1000"``), else None."""
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def _update_csv(path: Path, renames: dict[str, str], resume_step: int | None = None,
                 step_column: str = DEFAULT_STEP_COLUMN) -> tuple[bool, int]:
     """Rename old columns of ``path`` and, when ``resume_step`` is set, drop the rows logged
-    after it (or without a step), in one read and at most one atomic rewrite. A CSV without
-    ``step_column`` is not a metrics file of this run and is left as it is. Returns (renamed,
+    after it, without a step, or cut short (a write torn by a full disk), in one read and at
+    most one atomic rewrite. A CSV without ``step_column``, or with a value in it that is not a
+    whole number, is not a metrics file of this run and is left as it is. Returns (renamed,
     rows dropped)."""
     if path.stat().st_size == 0:
         return False, 0
     header, rows = _read_table(path)
     new_header = _renamed_header(header, renames) if renames else header
+    if step_column not in new_header:
+        return False, 0
+    column = new_header.index(step_column)
+    steps = [_whole_number(row[column]) if len(row) > column else None for row in rows]
+    if any(step is None and len(row) > column and row[column] != ""
+           for step, row in zip(steps, rows)):
+        log.warning("%s: its %r column holds values that are not step counts; left as it is",
+                    path.name, step_column)
+        return False, 0
     renamed = new_header != header
     kept = rows
-    if resume_step is not None and step_column in new_header:
-        column = new_header.index(step_column)
-        kept = [row for row in rows
-                if len(row) > column and row[column] != "" and int(row[column]) <= resume_step]
+    if resume_step is not None:
+        kept = [row for step, row in zip(steps, rows)
+                if len(row) >= len(new_header) and step is not None and step <= resume_step]
     if renamed or len(kept) != len(rows):
         _write_csv(path, new_header, kept)
     return renamed, len(rows) - len(kept)
