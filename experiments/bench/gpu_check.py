@@ -34,7 +34,6 @@ folder prints one ``error: ...`` line and exits 2 before any work.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from curl_moco.io.errors import ArgumentParser, UsageError
+from curl_moco.io.logger import read_csv
 
 #: Seconds per stage (a ceiling: most finish well before it). Sum 450 s, plus about 10 s for
 #: this process's own start and device query: under the 465 s default of ``--budget-s``.
@@ -238,10 +238,8 @@ def _signal_group(pid: int, sig: int) -> None:
 
 # ------------------------------------------------------------------ reading the figures
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a run's metrics CSV; none when the stage did not get to write it."""
+    return read_csv(path) if path.is_file() else []
 
 
 def _step(row: dict[str, str], column: str) -> str | None:
