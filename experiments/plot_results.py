@@ -58,6 +58,7 @@ import numpy as np
 from curl_moco.envs.tasks import CURL_TASKS
 from curl_moco.io.checks import check_output_dir
 from curl_moco.io.errors import ArgumentParser, UsageError, run_entry_point
+from curl_moco.io.logger import read_csv
 
 #: CURL paper scores ({env steps: return}) and other methods' 100k scores, from envs/tasks.py.
 CURL_PAPER: dict[str, dict[int, float]] = {t: f.curl_scores for t, f in CURL_TASKS.items()}
@@ -104,11 +105,10 @@ class Curve:
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:
-    """The rows of a CSV file (a UTF-8 byte-order mark, as spreadsheet programs write it, is
-    not part of the first column's name)."""
+    """The rows of a CSV file (:func:`curl_moco.io.logger.read_csv`); a file that cannot be
+    read is a :class:`UsageError` naming it."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return list(csv.DictReader(handle))
+        return read_csv(path)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise UsageError(f"{path}: cannot be read as CSV ({error})") from error
 
