@@ -102,6 +102,20 @@ def test_log_lines_follow_stderr_when_it_is_replaced() -> None:
     assert second.getvalue().endswith("] after the first stream closed\n")
 
 
+def test_header_device_line_names_the_cpu_and_counts_threads() -> None:
+    """``cpu (<model>), 1 thread`` with one thread, ``... 2 threads`` with two."""
+    from curl_moco.io.run_record import cpu_model, device_line
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert device_line(torch.device("cpu")) == f"cpu ({cpu_model()}), 1 thread"
+        torch.set_num_threads(2)
+        assert device_line(torch.device("cpu")).endswith(", 2 threads")
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_resume_command_is_the_way_the_run_was_started(monkeypatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(sys, "argv", ["/opt/venv/bin/curl-moco-train", "--preset", "smoke"])

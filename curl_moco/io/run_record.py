@@ -71,6 +71,13 @@ def device_record(device: torch.device) -> dict[str, Any]:
             "count": os.cpu_count()}
 
 
+def device_line(device: torch.device) -> str:
+    """The device as a start-up header shows it: ``cpu (<CPU model>), 2 threads``."""
+    record = device_record(device)
+    threads = torch.get_num_threads()
+    return f"{record['name']} ({record['model']}), {threads} thread{'' if threads == 1 else 's'}"
+
+
 def package_versions() -> dict[str, str | None]:
     """Python's and the recorded packages' versions (None for one that is not installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}

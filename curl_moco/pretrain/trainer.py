@@ -40,7 +40,7 @@ from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
 from curl_moco.io.logger import Logger, MetricSink
 from curl_moco.io.run import RunDir
-from curl_moco.io.run_record import RunRecord, device_record
+from curl_moco.io.run_record import RunRecord, device_line
 from curl_moco.pretrain.config import RESUMABLE_CHANGES, MocoConfig, default_run_dir, validate
 from curl_moco.pretrain.data import (
     ImageFolderDataset,
@@ -394,14 +394,12 @@ class Trainer:
     def header(self) -> str:
         """The start-up header: data, steps, device, precision, run folder."""
         cfg = self.cfg
-        device = device_record(self.device)
         where = (f"resumed from step {self.step}" if self.resumed else "fresh run")
         ranks = f", {self.ctx.world_size} processes" if self.ctx.world_size > 1 else ""
         return header(
             f"MoCo ({cfg.arch}) on {cfg.data}: {cfg.epochs} epochs x {self.steps_per_epoch} "
             f"steps = {self.total_steps:,} steps of {cfg.batch_size} images", {
-                "device": f"{device['name']} ({device['model']}), {torch.get_num_threads()} "
-                          f"threads{ranks}",
+                "device": device_line(self.device) + ranks,
                 "precision": self.amp_reason,
                 "run folder": f"{self.run_dir} ({where})"})
 

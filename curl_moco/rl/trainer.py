@@ -52,7 +52,7 @@ from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted
 from curl_moco.io.logger import Logger, MetricSink
 from curl_moco.io.run import RunDir
-from curl_moco.io.run_record import RunRecord, device_record
+from curl_moco.io.run_record import RunRecord, device_line
 from curl_moco.io.video import write_video
 from curl_moco.rl.agent import CurlSacAgent
 from curl_moco.rl.config import RESUMABLE_CHANGES, CurlSacConfig, task_defaults, validate
@@ -261,11 +261,10 @@ class Trainer:
     def header(self) -> str:
         """The start-up header: task, steps, device, precision, compilation, run folder."""
         cfg = self.cfg
-        device = device_record(self.device)
         where = (f"resumed from step {self.resumed_from}" if self.resumed_from is not None
                  else "fresh run")
         fields = {
-            "device": f"{device['name']} ({device['model']}), {torch.get_num_threads()} threads",
+            "device": device_line(self.device),
             "precision": self.agent.amp_reason,
             "compile": ("off" if cfg.compile_mode == "off" else
                         f"{cfg.compile_mode} (the conv stacks compile when updates start)"),
