@@ -80,7 +80,7 @@ def test_resume_rewrites_each_metrics_csv_once_and_leaves_other_csv_files_alone(
 
 
 def test_resume_leaves_a_csv_whose_step_column_holds_other_values_and_drops_a_torn_row(
-        tmp_path):
+        tmp_path, caplog):
     """A CSV of the user's with a ``step`` column of non-integers (``1000.0``) is not a metrics
     file of the run: the resume goes on and leaves it whole. A metrics row cut short by a full
     disk is dropped even when what is left of its step is a number."""
@@ -90,6 +90,8 @@ def test_resume_leaves_a_csv_whose_step_column_holds_other_values_and_drops_a_to
     with Logger.to_folder(tmp_path, resume_step=20, tensorboard=False) as logger:
         logger.log("train", 30, {"loss": 3.0, "lr": 0.1})
     assert (tmp_path / "mine.csv").read_text() == theirs
+    assert "mine.csv: its 'step' column holds values that are not step counts; left as it is" \
+        in caplog.text
     assert (tmp_path / "train.csv").read_text().splitlines() == [
         "step,loss,lr", "10,1.0,0.1", "20,2.0,0.1", "30,3.0,0.1"]
 

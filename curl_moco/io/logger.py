@@ -309,9 +309,9 @@ def _update_csv(path: Path, renames: dict[str, str], resume_step: int | None = N
     if step_column not in new_header:
         return False, 0
     column = new_header.index(step_column)
-    steps = [_whole_number(row[column]) if len(row) > column else None for row in rows]
-    if any(step is None and len(row) > column and row[column] != ""
-           for step, row in zip(steps, rows)):
+    texts = [row[column] if len(row) > column else "" for row in rows]
+    steps = [_whole_number(text) for text in texts]
+    if any(step is None and text != "" for step, text in zip(steps, texts)):
         log.warning("%s: its %r column holds values that are not step counts; left as it is",
                     path.name, step_column)
         return False, 0
