@@ -95,6 +95,17 @@ def test_resume_leaves_a_csv_whose_step_column_holds_other_values_and_drops_a_to
     assert (tmp_path / "train.csv").read_text().splitlines() == [
         "step,loss,lr", "10,1.0,0.1", "20,2.0,0.1", "30,3.0,0.1"]
 
+    # the RL trainer's sink (step column env_steps, older runs' 'step' renamed to it): the
+    # warning names the column as the user's file has it
+    caplog.clear()
+    renamed_run = tmp_path / "rl"
+    renamed_run.mkdir()
+    (renamed_run / "mine.csv").write_text(theirs)
+    Logger.to_folder(renamed_run, resume_step=20, tensorboard=False, step_column="env_steps",
+                     renames={"step": "env_steps"}).close()
+    assert (renamed_run / "mine.csv").read_text() == theirs
+    assert "mine.csv: its 'step' column holds values" in caplog.text
+
 
 def test_csv_rewrites_are_atomic_and_leftovers_of_a_killed_one_are_cleared(tmp_path,
                                                                           monkeypatch):

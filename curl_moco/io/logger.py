@@ -313,7 +313,7 @@ def _update_csv(path: Path, renames: dict[str, str], resume_step: int | None = N
     steps = [_whole_number(text) for text in texts]
     if any(step is None and text != "" for step, text in zip(steps, texts)):
         log.warning("%s: its %r column holds values that are not step counts; left as it is",
-                    path.name, step_column)
+                    path.name, header[column])  # the name in the file, before any rename
         return False, 0
     renamed = new_header != header
     kept = rows
