@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from curl_moco.io.config import knob, parse_config, save_config
-from curl_moco.io.logger import Logger, read_csv
+from curl_moco.io.logger import Logger, csv_files, read_csv
 from curl_moco.io.video import count_video_frames, write_video
 from curl_moco.runtime import resolve_device
 
@@ -105,6 +105,27 @@ def test_resume_leaves_a_csv_whose_step_column_holds_other_values_and_drops_a_to
                      renames={"step": "env_steps"}).close()
     assert (renamed_run / "mine.csv").read_text() == theirs
     assert "mine.csv: its 'step' column holds values" in caplog.text
+
+
+def test_a_run_that_names_its_groups_leaves_every_other_csv_alone(tmp_path):
+    """With ``groups``, only those groups' CSV files are the run's: a user's table with an
+    integer step column is neither cut on resume nor listed, and a row of another group is
+    refused rather than written where the next resume would not clean it."""
+    theirs = "step,smoothed\n10,1.5\n30,2.5\n"
+    (tmp_path / "mine.csv").write_text(theirs)
+    (tmp_path / "train.csv").write_text("step,loss\n10,1.0\n30,3.0\n")
+    with Logger.to_folder(tmp_path, resume_step=10, tensorboard=False,
+                          groups=("train", "eval")) as logger:
+        logger.log("train", 20, {"loss": 2.0})
+        with pytest.raises(ValueError, match="'probe' is not one of this run's CSV groups"):
+            logger.log("probe", 20, {"accuracy": 0.5})
+    assert (tmp_path / "mine.csv").read_text() == theirs
+    assert (tmp_path / "train.csv").read_text().splitlines() == ["step,loss", "10,1.0", "20,2.0"]
+    assert csv_files(tmp_path, ("train", "eval")) == [tmp_path / "train.csv"]
+    assert csv_files(tmp_path) == [tmp_path / "mine.csv", tmp_path / "train.csv"]
+    # without groups (a library user's own logger) every CSV with the step column is the run's
+    Logger.to_folder(tmp_path, resume_step=10, tensorboard=False).close()
+    assert (tmp_path / "mine.csv").read_text() == "step,smoothed\n10,1.5\n"
 
 
 def test_csv_rewrites_are_atomic_and_leftovers_of_a_killed_one_are_cleared(tmp_path,

@@ -248,8 +248,13 @@ def test_stopped_run_resumes_to_the_same_parameters(reference: Path, tmp_path: P
     first = train(tiny(tmp_path, stop_after=320))
     assert first.stopped_early and first.env_steps == 320
     assert max(int(r["env_steps"]) for r in rows(tmp_path / "train.csv")) == 320
+    # the user's own table in the run folder, past the checkpoint: not the run's, kept whole
+    theirs = "env_steps,smoothed_return\n160,10.5\n480,20.5\n"
+    (tmp_path / "smoothed.csv").write_text(theirs)
     second = train(tiny(tmp_path))  # the same command again
     assert second.resumed_from == 320 and second.env_steps == 640
+    assert (tmp_path / "smoothed.csv").read_text() == theirs
+    assert second.csv_paths == [tmp_path / "eval.csv", tmp_path / "train.csv"]
     assert rows(tmp_path / "train.csv") == rows(reference / "train.csv")
     assert rows(tmp_path / "eval.csv") == rows(reference / "eval.csv")
     assert_same_parameters(tmp_path, reference)

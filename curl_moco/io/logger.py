@@ -15,12 +15,14 @@ a run resumes from a checkpoint taken at step S, rows logged after S are dropped
 files (and purged from TensorBoard): they are logged again by the resumed run, exactly once. A
 CSV written under older column names (``renames``: old name -> new name, e.g. ``step`` ->
 ``env_steps``) is rewritten under the new names before the first new row, values kept, so a
-resumed old run stays one table. A CSV in the folder without the step column is not one of
-these files and is never rewritten."""
+resumed old run stays one table. A run that names its ``groups`` touches only their files, so a
+CSV of the user's in the run folder is never rewritten; without ``groups`` every CSV with the
+step column holding whole numbers counts as one of the run's."""
 
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import logging
@@ -64,11 +66,12 @@ class Logger:
     def to_folder(cls, run_dir: str | os.PathLike, *, resume_step: int | None = None,
                   tensorboard: bool = True, sinks: Sequence[MetricSink] = (),
                   step_column: str = DEFAULT_STEP_COLUMN,
-                  renames: dict[str, str] | None = None) -> Logger:
+                  renames: dict[str, str] | None = None,
+                  groups: Sequence[str] | None = None) -> Logger:
         """CSV files in ``run_dir`` (+ TensorBoard in ``run_dir/tb``) and ``sinks``."""
         return cls([*default_sinks(run_dir, resume_step, tensorboard=tensorboard,
-                                   step_column=step_column, renames=renames), *sinks],
-                   step_column)
+                                   step_column=step_column, renames=renames, groups=groups),
+                    *sinks], step_column)
 
     def log(self, group: str, step: int, metrics: dict[str, float]) -> None:
         """Log one row ``{step_column: step, **metrics}`` of ``group`` (tensors become
@@ -115,11 +118,12 @@ class Logger:
 
 def default_sinks(run_dir: str | os.PathLike, resume_step: int | None = None, *,
                   tensorboard: bool = True, step_column: str = DEFAULT_STEP_COLUMN,
-                  renames: dict[str, str] | None = None) -> list[MetricSink]:
+                  renames: dict[str, str] | None = None,
+                  groups: Sequence[str] | None = None) -> list[MetricSink]:
     """The sinks of every run: :class:`CsvSink` and, when ``tensorboard``,
     :class:`TensorBoardSink` (``resume_step``: drop rows logged after it; None keeps all)."""
     sinks: list[MetricSink] = [CsvSink(run_dir, resume_step, step_column=step_column,
-                                       renames=renames)]
+                                       renames=renames, groups=groups)]
     if tensorboard:
         sinks.append(TensorBoardSink(Path(run_dir) / "tb", resume_step, step_column))
     return sinks
@@ -130,18 +134,23 @@ class CsvSink:
 
     ``step_column`` is the step counter's column (rows after ``resume_step`` are dropped);
     ``renames`` maps older column names to current ones: an existing file with an old name is
-    rewritten under the new name (values kept) before anything else touches it."""
+    rewritten under the new name (values kept) before anything else touches it. ``groups``
+    names every group the run logs: only their files are renamed and cut on resume, and a row
+    of another group is refused (ValueError); None takes every ``*.csv`` with the step column
+    as the run's."""
 
     def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None, *,
                  step_column: str = DEFAULT_STEP_COLUMN,
-                 renames: dict[str, str] | None = None) -> None:
+                 renames: dict[str, str] | None = None,
+                 groups: Sequence[str] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step_column = step_column
         self.renames = dict(renames or {})
+        self.groups = None if groups is None else tuple(groups)
         self._headers: dict[str, list[str]] = {}
-        remove_stale_temp_files(self.run_dir, ("*.csv",))  # of a rewrite killed midway
-        for csv_path in sorted(self.run_dir.glob("*.csv")):
+        remove_stale_temp_files(self.run_dir, _csv_names(self.groups))  # of a killed rewrite
+        for csv_path in csv_files(self.run_dir, self.groups):
             renamed, dropped = _update_csv(csv_path, self.renames, resume_step, step_column)
             if renamed:
                 log.info("%s: renamed old column names (%s)", csv_path.name,
@@ -151,6 +160,9 @@ class CsvSink:
                          dropped, resume_step, csv_path.name)
 
     def write(self, group: str, step: int, row: Row) -> None:
+        if self.groups is not None and group not in self.groups:
+            raise ValueError(f"group {group!r} is not one of this run's CSV groups "
+                             f"{list(self.groups)}")
         path = self.run_dir / f"{group}.csv"
         try:
             header = self._header(group, path)
@@ -230,6 +242,15 @@ class TensorBoardSink:
 #: Reading encoding of metrics CSVs: UTF-8, ignoring the byte-order mark a spreadsheet program
 #: adds when it saves the file (it would otherwise glue itself to the first column's name).
 CSV_ENCODING = "utf-8-sig"
+
+
+def csv_files(run_dir: str | os.PathLike, groups: Sequence[str] | None = None) -> list[Path]:
+    """The CSV files of ``groups`` that exist in ``run_dir``, sorted (None: every ``*.csv``)."""
+    return sorted({p for name in _csv_names(groups) for p in Path(run_dir).glob(name)})
+
+
+def _csv_names(groups: Sequence[str] | None) -> tuple[str, ...]:
+    return ("*.csv",) if groups is None else tuple(f"{glob.escape(g)}.csv" for g in groups)
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:

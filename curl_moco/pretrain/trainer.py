@@ -78,6 +78,8 @@ from curl_moco.runtime import (
 )
 
 log = logging.getLogger("curl_moco")
+#: The metric groups the trainer logs: ``<group>.csv`` in the run folder.
+LOG_GROUPS = ("train", "epoch")
 #: The step counter of every CSV row (optimizer steps, all ranks together), and its older name
 #: (a resumed old run's CSV files are rewritten under the new one).
 STEP_COLUMN = "optimizer_steps"
@@ -365,7 +367,8 @@ class Trainer:
                                        step_column=STEP_COLUMN))
             logger = self.run_folder.open_logger(self.step if self.resumed else None,
                                           tensorboard=cfg.tensorboard, sinks=sinks,
-                                          step_column=STEP_COLUMN, renames=LEGACY_COLUMNS)
+                                          step_column=STEP_COLUMN, renames=LEGACY_COLUMNS,
+                                          groups=LOG_GROUPS)
             logger.config(self.config_dict, self.step)
             log.info("%s", self.header())
         try:
@@ -387,7 +390,7 @@ class Trainer:
             metrics={k: v for k, v in self.last.items() if k != "epoch"},
             checkpoint=self.ckpt_path, config_path=self.run_folder.config_path,
             encoder=encoder if cfg.export and encoder.is_file() else None,
-            csv_paths=sorted(self.run_dir.glob("*.csv")),
+            csv_paths=self.run_folder.csv_paths(),
             tensorboard_dir=(self.run_dir / "tb") if cfg.tensorboard else None,
             resumed_from=self._resumed_step, wall_s=time.time() - start)
 

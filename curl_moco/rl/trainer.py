@@ -70,6 +70,8 @@ from curl_moco.runtime import (
 log = logging.getLogger("curl_moco.rl")
 
 CHECKPOINT_KIND = "curl_sac"
+#: The metric groups the trainer logs: ``<group>.csv`` in the run folder.
+LOG_GROUPS = ("train", "eval")
 #: The step counter of every CSV row, and the older column names that runs logged before the
 #: columns said their units (a resumed old run's CSV files are rewritten under the new names).
 STEP_COLUMN = "env_steps"
@@ -249,7 +251,7 @@ class Trainer:
         self.logger = self.run_folder.open_logger(self.resumed_from,
                                                   tensorboard=cfg.tensorboard, sinks=sinks,
                                                   step_column=STEP_COLUMN,
-                                                  renames=LEGACY_COLUMNS)
+                                                  renames=LEGACY_COLUMNS, groups=LOG_GROUPS)
         self.logger.config(self.run_folder.config, self.resumed_from or 0)
         self.record.start(device=self.device,
                           precision="bf16" if self.agent.amp == "bf16" else "float32",
@@ -492,7 +494,7 @@ class Trainer:
         result = TrainResult(
             run_dir=self.run_dir, env_steps=self.env_steps, checkpoint=self.checkpoint_path,
             config_path=self.run_folder.config_path,
-            csv_paths=sorted(self.run_dir.glob("*.csv")),
+            csv_paths=self.run_folder.csv_paths(),
             tensorboard_dir=(self.run_dir / "tb") if cfg.tensorboard else None,
             last_eval=self.last_eval, resumed_from=self.resumed_from, stopped_early=stopped,
             wall_s=time.time() - start)
