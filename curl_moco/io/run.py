@@ -45,7 +45,7 @@ from curl_moco.io.checks import quote
 from curl_moco.io.config import config_to_dict, save_config
 from curl_moco.io.errors import UsageError
 from curl_moco.io.lock import FolderLock
-from curl_moco.io.logger import Logger, MetricSink, csv_files, default_sinks
+from curl_moco.io.logger import Logger, MetricSink, default_sinks
 
 CONFIG_NAME = "config.json"
 #: What a run writes that cannot be made again without training: logs, videos, exports.
@@ -72,7 +72,6 @@ class RunDir:
         self.writer = writer
         self.lock = FolderLock(self.path, "run_dir")
         self._created: Path | None = None
-        self.log_groups: tuple[str, ...] | None = None  # set by open_logger
         self._defaults = {f.name: f.default for f in dataclasses.fields(cfg)
                           if f.default is not dataclasses.MISSING}
 
@@ -195,12 +194,6 @@ class RunDir:
         ``step_column`` names the step counter; ``renames`` upgrades older CSV column names;
         ``groups`` names every group the run logs (only their CSV files are the run's)."""
         resume_step = -1 if resumed_step is None else resumed_step
-        self.log_groups = None if groups is None else tuple(groups)
         return Logger([*default_sinks(self.path, resume_step, tensorboard=tensorboard,
                                       step_column=step_column, renames=renames,
                                       groups=groups), *sinks], step_column)
-
-    def csv_paths(self) -> list[Path]:
-        """The run's CSV logs in the folder (those of the groups given to
-        :meth:`open_logger`; before it, or without groups, every ``*.csv``)."""
-        return csv_files(self.path, self.log_groups)

@@ -38,7 +38,7 @@ from curl_moco.io.console import header
 from curl_moco.io.divergence import TrainingDiverged, diverged, first_nonfinite_tensor
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted, ignore_interrupts_in_worker
-from curl_moco.io.logger import Logger, MetricSink
+from curl_moco.io.logger import Logger, MetricSink, csv_files
 from curl_moco.io.run import RunDir
 from curl_moco.io.run_record import RunRecord, device_line
 from curl_moco.pretrain.config import RESUMABLE_CHANGES, MocoConfig, default_run_dir, validate
@@ -390,7 +390,7 @@ class Trainer:
             metrics={k: v for k, v in self.last.items() if k != "epoch"},
             checkpoint=self.ckpt_path, config_path=self.run_folder.config_path,
             encoder=encoder if cfg.export and encoder.is_file() else None,
-            csv_paths=self.run_folder.csv_paths(),
+            csv_paths=csv_files(self.run_dir, LOG_GROUPS),
             tensorboard_dir=(self.run_dir / "tb") if cfg.tensorboard else None,
             resumed_from=self._resumed_step, wall_s=time.time() - start)
 

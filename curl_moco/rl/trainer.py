@@ -50,7 +50,7 @@ from curl_moco.io.divergence import (
 from curl_moco.io.encoder_export import load_encoder_into
 from curl_moco.io.errors import UsageError, usage_errors
 from curl_moco.io.interrupt import StopSignals, TrainingInterrupted
-from curl_moco.io.logger import Logger, MetricSink
+from curl_moco.io.logger import Logger, MetricSink, csv_files
 from curl_moco.io.run import RunDir
 from curl_moco.io.run_record import RunRecord, device_line
 from curl_moco.io.video import write_video
@@ -494,7 +494,7 @@ class Trainer:
         result = TrainResult(
             run_dir=self.run_dir, env_steps=self.env_steps, checkpoint=self.checkpoint_path,
             config_path=self.run_folder.config_path,
-            csv_paths=self.run_folder.csv_paths(),
+            csv_paths=csv_files(self.run_dir, LOG_GROUPS),
             tensorboard_dir=(self.run_dir / "tb") if cfg.tensorboard else None,
             last_eval=self.last_eval, resumed_from=self.resumed_from, stopped_early=stopped,
             wall_s=time.time() - start)
